@@ -1,0 +1,478 @@
+// The write-ahead journal: the single writer of the register's history on flash (◆ docs/journal.md).
+// An append returns only after its record is fdatasync'd; opening a journal is recovering it.
+import * as path from 'node:path';
+import { RegisterError, isRegisterError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import { systemClock, type Clock } from '../clock.js';
+import { genesisHash, recordHash, type JournalEvent, type JournalRecord } from '../../cloud-bridge/protocol/record.js';
+import { writeCheckpoint } from './checkpoint.js';
+import {
+  FORMAT_VERSION,
+  HEADER_BYTES,
+  MAX_RECORD_BYTES,
+  encodeFrame,
+  encodeHeader,
+  isValidDeviceId,
+  isValidEpoch,
+  segmentName,
+} from './format.js';
+import { nodeFs, type JournalFs } from './fs.js';
+import { DECISIONS, scanJournal, type Position, type Problem, type ScanResult, type SegmentInfo } from './scan.js';
+
+/** State = fold(records). */
+export interface Reducer<S> {
+  initial(): S;
+  /** Pure: returns the next state (it may reuse the old object). Must not throw for a journaled record. */
+  apply(state: S, record: JournalRecord): S;
+}
+
+export interface JournalOptions<S> {
+  /** The journal directory, `<stateDir>/journal`. */
+  dir: string;
+  deviceId: string;
+  /** Required to create a journal; when given, an existing journal must match it. */
+  epoch?: number;
+  fs?: JournalFs;
+  clock?: Clock;
+  reducer?: Reducer<S>;
+  /** Rotate to a new segment past this size. Default 8 MiB: about 30,000 sales, and a recovery read
+   *  of one segment stays a fraction of a second on a Pi's SD card. */
+  segmentMaxBytes?: number;
+  /** Write a checkpoint every this many records. Default 5,000: bounds recovery to reading and
+   *  folding at most that many records, about 150 ms on a Pi 4. 0 disables automatic checkpoints. */
+  checkpointEveryRecords?: number;
+  /** Where damaged segments are copied before recovery refuses. Default `<dir>-quarantine`. */
+  quarantineDir?: string;
+  log?: Logger;
+}
+
+export interface RecoveryReport {
+  created: boolean;
+  segments: number;
+  /** Records read and folded (those after the checkpoint). */
+  replayed: number;
+  lastSeq: number;
+  checkpointSeq: number;
+  checkpointIgnored?: string;
+  removedTempFiles: string[];
+  truncatedBytes: number;
+}
+
+const DEFAULT_SEGMENT_MAX_BYTES = 8 * 1024 * 1024;
+const DEFAULT_CHECKPOINT_EVERY = 5000;
+/** Bound on events per record: one command is one record, and no till command needs more. */
+export const MAX_EVENTS_PER_RECORD = 1000;
+
+const nullReducer: Reducer<undefined> = { initial: () => undefined, apply: () => undefined };
+
+export class Journal<S = undefined> {
+  readonly dir: string;
+  readonly deviceId: string;
+  readonly epoch: number;
+  readonly recovery: RecoveryReport;
+
+  private readonly io: JournalFs;
+  private readonly clock: Clock;
+  private readonly reducer: Reducer<S>;
+  private readonly segmentMaxBytes: number;
+  private readonly checkpointEvery: number;
+  private readonly log: Logger;
+  private segments: SegmentInfo[];
+  private fd: number;
+  /** Committed (durable) size of the open, last segment. */
+  private size: number;
+  private seq: number;
+  private hash: string;
+  private lastRecordAt: Position | undefined;
+  private foldedState: S;
+  private checkpointSeq: number;
+  private failed: RegisterError | undefined;
+  private closed = false;
+
+  private constructor(init: {
+    opts: JournalOptions<S>;
+    io: JournalFs;
+    epoch: number;
+    scan: ScanResult;
+    state: S;
+    fd: number;
+    size: number;
+    recovery: RecoveryReport;
+  }) {
+    const { opts, scan } = init;
+    this.dir = opts.dir;
+    this.deviceId = opts.deviceId;
+    this.epoch = init.epoch;
+    this.io = init.io;
+    this.clock = opts.clock ?? systemClock();
+    this.reducer = opts.reducer ?? (nullReducer as unknown as Reducer<S>);
+    this.segmentMaxBytes = opts.segmentMaxBytes ?? DEFAULT_SEGMENT_MAX_BYTES;
+    this.checkpointEvery = opts.checkpointEveryRecords ?? DEFAULT_CHECKPOINT_EVERY;
+    this.log = opts.log ?? silentLogger;
+    this.segments = scan.segments;
+    this.fd = init.fd;
+    this.size = init.size;
+    this.seq = scan.lastSeq;
+    this.hash = scan.lastHash;
+    this.lastRecordAt = scan.lastRecordAt;
+    this.foldedState = init.state;
+    this.checkpointSeq = init.recovery.checkpointSeq;
+    this.recovery = init.recovery;
+  }
+
+  /**
+   * Open (and so recover) the journal in `opts.dir`, creating it when the directory has no segment.
+   * Refuses with a RegisterError, changing nothing in the directory, when it finds anything but a torn
+   * tail or leftover temp files (see DECISIONS in scan.ts).
+   */
+  static open<S = undefined>(opts: JournalOptions<S>): Journal<S> {
+    const io = opts.fs ?? nodeFs;
+    const log = opts.log ?? silentLogger;
+    const reducer = opts.reducer ?? (nullReducer as unknown as Reducer<S>);
+    if (!isValidDeviceId(opts.deviceId)) {
+      throw new RegisterError('JOURNAL_FOREIGN_DEVICE', `invalid device id ${JSON.stringify(opts.deviceId)}`);
+    }
+    if (opts.epoch !== undefined && !isValidEpoch(opts.epoch)) {
+      throw new RegisterError('JOURNAL_EPOCH_MISMATCH', `invalid epoch ${opts.epoch}`);
+    }
+    ensureDir(io, opts.dir);
+
+    let state = reducer.initial();
+    const scan = scanJournal(io, opts.dir, {
+      deviceId: opts.deviceId,
+      epoch: opts.epoch,
+      useCheckpoint: true,
+      onCheckpoint: (cp) => {
+        state = cp.state as S;
+      },
+      onRecord: (record) => {
+        state = reducer.apply(state, record);
+      },
+    });
+    if (scan.problem) Journal.refuse(io, opts, scan.problem, log);
+
+    const recovery: RecoveryReport = {
+      created: false,
+      segments: scan.segments.length,
+      replayed: scan.records,
+      lastSeq: scan.lastSeq,
+      checkpointSeq: scan.startedFromCheckpoint ? scan.checkpoint!.seq : 0,
+      checkpointIgnored: scan.checkpointIgnored,
+      removedTempFiles: [...scan.tempFiles],
+      truncatedBytes: 0,
+    };
+
+    // Everything checked: now the only two changes recovery ever makes.
+    for (const name of scan.tempFiles) io.unlink(path.join(opts.dir, name));
+    if (scan.tempFiles.length) {
+      io.syncDir(opts.dir);
+      log.info({ files: scan.tempFiles, why: DECISIONS['temp-file'].why }, 'removed temp files');
+    }
+
+    let epoch = scan.epoch ?? opts.epoch;
+    let fd: number;
+    let size: number;
+    if (scan.segments.length === 0) {
+      if (epoch === undefined) {
+        throw new RegisterError('JOURNAL_EPOCH_MISMATCH', 'an epoch is needed to create a journal');
+      }
+      epoch = opts.epoch!;
+      const seg = createSegment(io, opts.dir, { deviceId: opts.deviceId, epoch, index: 1, firstSeq: 1 });
+      scan.segments.push(seg);
+      scan.lastSeq = 0;
+      scan.lastHash = genesisHash(opts.deviceId, epoch);
+      recovery.created = true;
+      recovery.segments = 1;
+      fd = io.open(path.join(opts.dir, seg.name), 'update');
+      size = HEADER_BYTES;
+    } else {
+      const last = scan.segments[scan.segments.length - 1]!;
+      fd = io.open(path.join(opts.dir, last.name), 'update');
+      size = scan.end?.segment === last.index ? scan.end.offset : HEADER_BYTES;
+      if (scan.tornTail) {
+        try {
+          io.truncate(fd, scan.tornTail.offset);
+          io.fdatasync(fd);
+        } catch (err) {
+          io.close(fd);
+          throw new RegisterError('JOURNAL_FATAL', `could not cut the torn tail of ${last.name}`, {}, err);
+        }
+        recovery.truncatedBytes = scan.tornTail.bytes;
+        log.warn(
+          { segment: last.name, offset: scan.tornTail.offset, bytes: scan.tornTail.bytes },
+          'cut a torn tail',
+        );
+      }
+      last.size = size;
+    }
+    return new Journal<S>({ opts, io, epoch: epoch!, scan, state, fd, size, recovery });
+  }
+
+  /** Copy the damaged segment aside (once), raise the alarm, and refuse to open. */
+  private static refuse<S>(io: JournalFs, opts: JournalOptions<S>, problem: Problem, log: Logger): never {
+    const decision = DECISIONS[problem.finding];
+    const details: Record<string, unknown> = { finding: problem.finding, file: problem.file, offset: problem.offset };
+    if (problem.file && decision.code === 'JOURNAL_CORRUPT') {
+      const qdir = opts.quarantineDir ?? `${opts.dir}-quarantine`;
+      const copy = path.join(qdir, `${problem.file}.${problem.offset ?? 0}.bad`);
+      try {
+        if (io.size(copy) < 0) {
+          ensureDir(io, qdir);
+          const data = io.readFile(path.join(opts.dir, problem.file));
+          const fd = io.open(copy, 'create');
+          try {
+            io.write(fd, data, 0);
+            io.fdatasync(fd);
+          } finally {
+            io.close(fd);
+          }
+          io.syncDir(qdir);
+        }
+        details.copy = copy;
+      } catch (err) {
+        details.copyFailed = String(err);
+      }
+    }
+    log.error({ alarm: 'journal', ...details, why: decision.why }, problem.message);
+    throw new RegisterError(decision.code ?? 'JOURNAL_CORRUPT', problem.message, details);
+  }
+
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  get lastHash(): string {
+    return this.hash;
+  }
+
+  /** The fold of every durable record. */
+  get state(): S {
+    return this.foldedState;
+  }
+
+  /**
+   * Append one record holding `events` (atomic together) and return it once it is durable.
+   * On a write error nothing is recorded and the journal stays usable; on an fdatasync error the
+   * journal is dead (JOURNAL_FATAL) and must be reopened: a failed fsync is never retried and acked.
+   */
+  append(events: JournalEvent[]): JournalRecord {
+    this.assertWritable();
+    if (!Array.isArray(events) || events.length === 0 || events.length > MAX_EVENTS_PER_RECORD) {
+      throw new RegisterError('JOURNAL_BAD_RECORD', `a record holds 1 to ${MAX_EVENTS_PER_RECORD} events`);
+    }
+    for (const e of events) {
+      if (typeof e !== 'object' || e === null || typeof e.type !== 'string' || e.type === '') {
+        throw new RegisterError('JOURNAL_BAD_RECORD', 'every event needs a string type');
+      }
+    }
+    const body = { seq: this.seq + 1, ts: Math.trunc(this.clock.nowMs()), clock: this.clockQuality(), events };
+    let hash: string;
+    try {
+      hash = recordHash(this.hash, body);
+    } catch (err) {
+      throw new RegisterError('JOURNAL_BAD_RECORD', `events have no canonical JSON form: ${String(err)}`);
+    }
+    const record: JournalRecord = { seq: body.seq, ts: body.ts, clock: body.clock, prevHash: this.hash, hash, events };
+    const payload = Buffer.from(JSON.stringify(record), 'utf8');
+    if (payload.length > MAX_RECORD_BYTES) {
+      throw new RegisterError('JOURNAL_RECORD_TOO_LARGE', `record of ${payload.length} bytes`, {
+        bytes: payload.length,
+        max: MAX_RECORD_BYTES,
+      });
+    }
+    const frame = encodeFrame(payload);
+    if (this.size + frame.length > this.segmentMaxBytes && this.size > HEADER_BYTES) this.rotate(record.seq);
+
+    const at = this.size;
+    try {
+      this.io.write(this.fd, frame, at);
+    } catch (err) {
+      this.undoWrite(at, err);
+    }
+    try {
+      this.io.fdatasync(this.fd);
+    } catch (err) {
+      this.fail(err, 'fdatasync failed');
+    }
+    this.size = at + frame.length;
+    this.seq = record.seq;
+    this.hash = hash;
+    this.lastRecordAt = { segment: this.currentSegment.index, offset: at };
+    this.foldedState = this.reducer.apply(this.foldedState, record);
+    if (this.checkpointEvery > 0 && this.seq - this.checkpointSeq >= this.checkpointEvery) this.checkpoint();
+    return record;
+  }
+
+  /** Write the folded state as of the last record, so recovery starts there. */
+  checkpoint(): void {
+    this.assertWritable();
+    if (this.seq === 0 || !this.lastRecordAt || this.seq === this.checkpointSeq) return;
+    try {
+      writeCheckpoint(this.io, this.dir, {
+        v: FORMAT_VERSION,
+        deviceId: this.deviceId,
+        epoch: this.epoch,
+        seq: this.seq,
+        hash: this.hash,
+        segment: this.lastRecordAt.segment,
+        offset: this.lastRecordAt.offset,
+        state: this.foldedState,
+      });
+    } catch (err) {
+      this.fail(err, 'checkpoint write failed');
+    }
+    this.checkpointSeq = this.seq;
+  }
+
+  /**
+   * Records from `fromSeq` on, in order, as durable on flash. Reads segment by segment, so memory
+   * stays bounded by one segment whatever the journal's length.
+   */
+  *read(fromSeq = 1): Generator<JournalRecord> {
+    let start = 0;
+    for (let i = 0; i < this.segments.length; i++) {
+      if (this.segments[i]!.header.firstSeq <= fromSeq) start = i;
+    }
+    for (let i = start; i < this.segments.length; i++) {
+      const seg = this.segments[i]!;
+      const buf = this.io.readFile(path.join(this.dir, seg.name));
+      const end = i === this.segments.length - 1 ? this.size : buf.length;
+      let offset = HEADER_BYTES;
+      while (offset < end) {
+        const len = buf.readUInt32LE(offset);
+        const record = JSON.parse(buf.toString('utf8', offset + 8, offset + 8 + len)) as JournalRecord;
+        offset += 8 + len;
+        if (record.seq >= fromSeq && record.seq <= this.seq) yield record;
+      }
+    }
+  }
+
+  /**
+   * Remove whole segments whose records are all at or below `throughSeq` (e.g. acked by the ledger)
+   * and covered by the checkpoint. The open segment is never removed. Oldest first, each removal made
+   * durable before the next, so a power cut leaves a contiguous run of segments.
+   */
+  prune(throughSeq: number): number {
+    this.assertWritable();
+    // The checkpointed record itself stays: recovery reads it to check the checkpoint's hash.
+    const limit = Math.min(throughSeq, this.checkpointSeq - 1);
+    let removed = 0;
+    while (this.segments.length > 1 && this.segments[1]!.header.firstSeq - 1 <= limit) {
+      const seg = this.segments[0]!;
+      try {
+        this.io.unlink(path.join(this.dir, seg.name));
+        this.io.syncDir(this.dir);
+      } catch (err) {
+        this.fail(err, `could not remove ${seg.name}`);
+      }
+      this.segments.shift();
+      removed++;
+    }
+    return removed;
+  }
+
+  get segmentCount(): number {
+    return this.segments.length;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.io.close(this.fd);
+    } catch {
+      // Closing cannot lose anything: every acknowledged record was fdatasync'd.
+    }
+  }
+
+  private get currentSegment(): SegmentInfo {
+    return this.segments[this.segments.length - 1]!;
+  }
+
+  private clockQuality(): 'trusted' | 'untrusted' {
+    return this.clock.trusted() ? 'trusted' : 'untrusted';
+  }
+
+  private assertWritable(): void {
+    if (this.failed) throw this.failed;
+    if (this.closed) throw new RegisterError('JOURNAL_CLOSED');
+  }
+
+  private rotate(firstSeq: number): void {
+    const index = this.currentSegment.index + 1;
+    let seg: SegmentInfo;
+    let fd: number;
+    try {
+      seg = createSegment(this.io, this.dir, { deviceId: this.deviceId, epoch: this.epoch, index, firstSeq });
+      fd = this.io.open(path.join(this.dir, seg.name), 'update');
+    } catch (err) {
+      // Nothing was acknowledged yet; a full disk leaves at most a temp file that recovery removes.
+      if ((err as NodeJS.ErrnoException)?.code === 'ENOSPC') throw new RegisterError('JOURNAL_DISK_FULL', undefined, {}, err);
+      this.fail(err, 'could not start a new segment');
+    }
+    try {
+      this.io.close(this.fd);
+    } catch {
+      // The old segment is complete and synced.
+    }
+    this.segments.push(seg);
+    this.fd = fd;
+    this.size = HEADER_BYTES;
+    this.log.info({ segment: seg.name, firstSeq }, 'new segment');
+  }
+
+  /** A failed write was never acknowledged: cut it back off and stay usable, or die if we cannot. */
+  private undoWrite(at: number, err: unknown): never {
+    try {
+      this.io.truncate(this.fd, at);
+    } catch (err2) {
+      this.fail(err2, 'could not undo a failed write');
+    }
+    const full = (err as NodeJS.ErrnoException)?.code === 'ENOSPC';
+    this.log.error({ code: (err as NodeJS.ErrnoException)?.code, at }, 'journal write failed');
+    throw new RegisterError(full ? 'JOURNAL_DISK_FULL' : 'JOURNAL_WRITE_FAILED', undefined, {}, err);
+  }
+
+  private fail(err: unknown, what: string): never {
+    if (isRegisterError(err)) throw err;
+    this.failed = new RegisterError('JOURNAL_FATAL', `${what}: ${String((err as Error)?.message ?? err)}`, {}, err);
+    this.log.error({ alarm: 'journal', err: String(err) }, what);
+    try {
+      this.io.close(this.fd);
+    } catch {
+      // already failing
+    }
+    throw this.failed;
+  }
+}
+
+/** Create a directory durably: each missing level is made and its parent's entry synced. */
+function ensureDir(io: JournalFs, dir: string): void {
+  if (io.size(dir) >= 0) return;
+  const parent = path.dirname(dir);
+  if (parent !== dir) ensureDir(io, parent);
+  io.mkdirp(dir);
+  io.syncDir(parent);
+}
+
+/** A new segment appears whole or not at all: header written to a temp file, synced, renamed, dir synced. */
+function createSegment(
+  io: JournalFs,
+  dir: string,
+  h: { deviceId: string; epoch: number; index: number; firstSeq: number },
+): SegmentInfo {
+  const name = segmentName(h.index);
+  const header = { version: FORMAT_VERSION, ...h };
+  const tmp = path.join(dir, `${name}.tmp`);
+  if (io.size(tmp) >= 0) io.unlink(tmp);
+  const fd = io.open(tmp, 'create');
+  try {
+    io.write(fd, encodeHeader(header), 0);
+    io.fdatasync(fd);
+  } finally {
+    io.close(fd);
+  }
+  io.rename(tmp, path.join(dir, name));
+  io.syncDir(dir);
+  return { index: h.index, name, header, size: HEADER_BYTES };
+}
