@@ -421,10 +421,14 @@ export class Journal<S = undefined> {
     this.log.info({ segment: seg.name, firstSeq }, 'new segment');
   }
 
-  /** A failed write was never acknowledged: cut it back off and stay usable, or die if we cannot. */
+  /**
+   * A failed write was never acknowledged: cut it back off, durably (a later rotation must leave no
+   * torn bytes behind in a closed segment), and stay usable; or die if even that fails.
+   */
   private undoWrite(at: number, err: unknown): never {
     try {
       this.io.truncate(this.fd, at);
+      this.io.fdatasync(this.fd);
     } catch (err2) {
       this.fail(err2, 'could not undo a failed write');
     }

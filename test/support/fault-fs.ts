@@ -65,6 +65,13 @@ export class FaultFs implements JournalFs {
     this.injected.push({ op, code });
   }
 
+  /** Withdraw any armed power cut, injected error and capacity limit. */
+  clearFaults(): void {
+    this.opsUntilCut = Infinity;
+    this.injected = [];
+    this.capacityBytes = Infinity;
+  }
+
   get isDead(): boolean {
     return this.dead;
   }
@@ -74,8 +81,7 @@ export class FaultFs implements JournalFs {
     this.crashDir(this.root);
     this.fds.clear();
     this.dead = false;
-    this.opsUntilCut = Infinity;
-    this.injected = [];
+    this.clearFaults();
   }
 
   private crashDir(dir: DirNode): void {
