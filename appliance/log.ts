@@ -10,7 +10,10 @@ export interface Logger {
 export const silentLogger: Logger = { info() {}, warn() {}, error() {} };
 
 /** One JSON object per line on a stream (stderr by default), tagged with the component's name. */
-export function jsonLogger(component: string, write: (line: string) => void = (l) => process.stderr.write(l)): Logger {
+export function jsonLogger(
+  component: string,
+  write: (line: string) => void = (l) => process.stderr.write(l),
+): Logger {
   const emit = (level: string) => (fields: Record<string, unknown>, msg: string) =>
     write(JSON.stringify({ level, time: Date.now(), component, msg, ...fields }) + '\n');
   return { info: emit('info'), warn: emit('warn'), error: emit('error') };

@@ -24,13 +24,15 @@ export function writeCheckpoint(io: JournalFs, dir: string, cp: Checkpoint): voi
   writeFileAtomic(io, path.join(dir, CHECKPOINT_FILE), Buffer.concat([CHECKPOINT_MAGIC, frame]));
 }
 
-export type CheckpointRead = { kind: 'none' } | { kind: 'ok'; checkpoint: Checkpoint } | { kind: 'bad'; why: string };
+export type CheckpointRead =
+  { kind: 'none' } | { kind: 'ok'; checkpoint: Checkpoint } | { kind: 'bad'; why: string };
 
 export function readCheckpoint(io: JournalFs, dir: string): CheckpointRead {
   const file = path.join(dir, CHECKPOINT_FILE);
   if (io.size(file) < 0) return { kind: 'none' };
   const buf = io.readFile(file);
-  if (!buf.subarray(0, CHECKPOINT_MAGIC.length).equals(CHECKPOINT_MAGIC)) return { kind: 'bad', why: 'magic' };
+  if (!buf.subarray(0, CHECKPOINT_MAGIC.length).equals(CHECKPOINT_MAGIC))
+    return { kind: 'bad', why: 'magic' };
   const frame = readFrame(buf, CHECKPOINT_MAGIC.length);
   if (frame.kind !== 'ok' || frame.end !== buf.length) return { kind: 'bad', why: 'frame' };
   let cp: Checkpoint;

@@ -56,8 +56,7 @@ export function encodeHeader(h: SegmentHeader): Buffer {
 }
 
 export type HeaderResult =
-  | { ok: true; header: SegmentHeader }
-  | { ok: false; problem: 'short' | 'magic' | 'crc' | 'version' };
+  { ok: true; header: SegmentHeader } | { ok: false; problem: 'short' | 'magic' | 'crc' | 'version' };
 
 export function decodeHeader(buf: Buffer): HeaderResult {
   if (buf.length < HEADER_BYTES) return { ok: false, problem: 'short' };

@@ -4,7 +4,12 @@ import * as path from 'node:path';
 import { RegisterError, isRegisterError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { systemClock, type Clock } from '../clock.js';
-import { genesisHash, recordHash, type JournalEvent, type JournalRecord } from '../../cloud-bridge/protocol/record.js';
+import {
+  genesisHash,
+  recordHash,
+  type JournalEvent,
+  type JournalRecord,
+} from '../../cloud-bridge/protocol/record.js';
 import { writeCheckpoint } from './checkpoint.js';
 import {
   FORMAT_VERSION,
@@ -17,7 +22,14 @@ import {
   segmentName,
 } from './format.js';
 import { nodeFs, type JournalFs } from './fs.js';
-import { DECISIONS, scanJournal, type Position, type Problem, type ScanResult, type SegmentInfo } from './scan.js';
+import {
+  DECISIONS,
+  scanJournal,
+  type Position,
+  type Problem,
+  type ScanResult,
+  type SegmentInfo,
+} from './scan.js';
 
 /** State = fold(records). */
 export interface Reducer<S> {
@@ -211,7 +223,11 @@ export class Journal<S = undefined> {
   /** Copy the damaged segment aside (once), raise the alarm, and refuse to open. */
   private static refuse<S>(io: JournalFs, opts: JournalOptions<S>, problem: Problem, log: Logger): never {
     const decision = DECISIONS[problem.finding];
-    const details: Record<string, unknown> = { finding: problem.finding, file: problem.file, offset: problem.offset };
+    const details: Record<string, unknown> = {
+      finding: problem.finding,
+      file: problem.file,
+      offset: problem.offset,
+    };
     if (problem.file && decision.code === 'JOURNAL_CORRUPT') {
       const qdir = opts.quarantineDir ?? `${opts.dir}-quarantine`;
       const copy = path.join(qdir, `${problem.file}.${problem.offset ?? 0}.bad`);
@@ -265,14 +281,26 @@ export class Journal<S = undefined> {
         throw new RegisterError('JOURNAL_BAD_RECORD', 'every event needs a string type');
       }
     }
-    const body = { seq: this.seq + 1, ts: Math.trunc(this.clock.nowMs()), clock: this.clockQuality(), events };
+    const body = {
+      seq: this.seq + 1,
+      ts: Math.trunc(this.clock.nowMs()),
+      clock: this.clockQuality(),
+      events,
+    };
     let hash: string;
     try {
       hash = recordHash(this.hash, body);
     } catch (err) {
       throw new RegisterError('JOURNAL_BAD_RECORD', `events have no canonical JSON form: ${String(err)}`);
     }
-    const record: JournalRecord = { seq: body.seq, ts: body.ts, clock: body.clock, prevHash: this.hash, hash, events };
+    const record: JournalRecord = {
+      seq: body.seq,
+      ts: body.ts,
+      clock: body.clock,
+      prevHash: this.hash,
+      hash,
+      events,
+    };
     const payload = Buffer.from(JSON.stringify(record), 'utf8');
     if (payload.length > MAX_RECORD_BYTES) {
       throw new RegisterError('JOURNAL_RECORD_TOO_LARGE', `record of ${payload.length} bytes`, {
@@ -407,7 +435,8 @@ export class Journal<S = undefined> {
       fd = this.io.open(path.join(this.dir, seg.name), 'update');
     } catch (err) {
       // Nothing was acknowledged yet; a full disk leaves at most a temp file that recovery removes.
-      if ((err as NodeJS.ErrnoException)?.code === 'ENOSPC') throw new RegisterError('JOURNAL_DISK_FULL', undefined, {}, err);
+      if ((err as NodeJS.ErrnoException)?.code === 'ENOSPC')
+        throw new RegisterError('JOURNAL_DISK_FULL', undefined, {}, err);
       this.fail(err, 'could not start a new segment');
     }
     try {
@@ -439,7 +468,12 @@ export class Journal<S = undefined> {
 
   private fail(err: unknown, what: string): never {
     if (isRegisterError(err)) throw err;
-    this.failed = new RegisterError('JOURNAL_FATAL', `${what}: ${String((err as Error)?.message ?? err)}`, {}, err);
+    this.failed = new RegisterError(
+      'JOURNAL_FATAL',
+      `${what}: ${String((err as Error)?.message ?? err)}`,
+      {},
+      err,
+    );
     this.log.error({ alarm: 'journal', err: String(err) }, what);
     try {
       this.io.close(this.fd);

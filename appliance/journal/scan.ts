@@ -42,7 +42,10 @@ export type Action = 'initialize' | 'remove' | 'replay-from-start' | 'truncate' 
  */
 export const DECISIONS: Record<Finding, { action: Action; code?: ErrorCode; why: string }> = {
   empty: { action: 'initialize', why: 'a new journal: write segment 1' },
-  'temp-file': { action: 'remove', why: 'a temp file whose rename never happened holds nothing acknowledged' },
+  'temp-file': {
+    action: 'remove',
+    why: 'a temp file whose rename never happened holds nothing acknowledged',
+  },
   'torn-tail': { action: 'truncate', why: 'the last write never finished, so it was never acknowledged' },
   'bad-checkpoint-replayable': { action: 'replay-from-start', why: 'the checkpoint is only a cache' },
   'foreign-file': { action: 'refuse', code: 'JOURNAL_FOREIGN_FILE', why: 'not ours: never delete it' },
@@ -140,7 +143,14 @@ function isRecord(x: unknown): x is JournalRecord {
 }
 
 export function scanJournal(io: JournalFs, dir: string, opts: ScanOptions): ScanResult {
-  const result: ScanResult = { segments: [], tempFiles: [], records: 0, firstSeq: 0, lastSeq: 0, lastHash: '' };
+  const result: ScanResult = {
+    segments: [],
+    tempFiles: [],
+    records: 0,
+    firstSeq: 0,
+    lastSeq: 0,
+    lastHash: '',
+  };
   try {
     scanInto(io, dir, opts, result);
   } catch (err) {
@@ -156,7 +166,10 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
   for (const name of io.list(dir).sort()) {
     const index = parseSegmentName(name);
     if (index !== undefined) indexes.push(index);
-    else if (name.endsWith('.tmp') && (parseSegmentName(name.slice(0, -4)) !== undefined || name === `${CHECKPOINT_FILE}.tmp`)) {
+    else if (
+      name.endsWith('.tmp') &&
+      (parseSegmentName(name.slice(0, -4)) !== undefined || name === `${CHECKPOINT_FILE}.tmp`)
+    ) {
       result.tempFiles.push(name);
     } else if (name !== CHECKPOINT_FILE) {
       stop('foreign-file', `unexpected file ${name} in the journal directory`, name);
@@ -184,7 +197,8 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
     const decoded = decodeHeader(headerBuf.subarray(0, n));
     if (!decoded.ok) {
       if (decoded.problem === 'magic') stop('foreign-file', `${name} is not a journal segment`, name);
-      if (decoded.problem === 'version') stop('unknown-version', `${name} has an unknown format version`, name);
+      if (decoded.problem === 'version')
+        stop('unknown-version', `${name} has an unknown format version`, name);
       stop('bad-header', `${name} has a damaged header (${decoded.problem})`, name);
     }
     const h = decoded.header;
@@ -214,7 +228,10 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
   let skipFirst = false;
   const cp = readCheckpoint(io, dir);
   if (cp.kind === 'ok' && (cp.checkpoint.deviceId !== deviceId || cp.checkpoint.epoch !== epoch)) {
-    stop('foreign-device', `the checkpoint belongs to ${cp.checkpoint.deviceId} epoch ${cp.checkpoint.epoch}`);
+    stop(
+      'foreign-device',
+      `the checkpoint belongs to ${cp.checkpoint.deviceId} epoch ${cp.checkpoint.epoch}`,
+    );
   }
   if (cp.kind === 'bad') {
     if (first.header.firstSeq !== 1) stop('bad-checkpoint', `the checkpoint is damaged (${cp.why})`);
@@ -263,7 +280,8 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
             offset,
           );
         }
-        if (skipFirst) stop('checkpoint-mismatch', `the checkpointed record at byte ${offset} is torn`, seg.name);
+        if (skipFirst)
+          stop('checkpoint-mismatch', `the checkpointed record at byte ${offset} is torn`, seg.name);
         result.tornTail = { segment: seg.index, offset, bytes: buf.length - offset };
         break;
       }
@@ -275,7 +293,12 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
       }
       if (!isRecord(record)) stop('bad-record', `${seg.name} byte ${offset}: not a record`, seg.name, offset);
       if (record.seq !== expectSeq) {
-        stop('seq-gap', `${seg.name} byte ${offset}: seq ${record.seq}, expected ${expectSeq}`, seg.name, offset);
+        stop(
+          'seq-gap',
+          `${seg.name} byte ${offset}: seq ${record.seq}, expected ${expectSeq}`,
+          seg.name,
+          offset,
+        );
       }
       if (record.hash !== recordHash(record.prevHash, record)) {
         stop('chain-broken', `${seg.name} seq ${record.seq}: hash does not match content`, seg.name, offset);
@@ -302,12 +325,16 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
       expectSeq = record.seq + 1;
       offset = frame.end;
     }
-    if (skipFirst) stop('checkpoint-mismatch', `the checkpoint's record is not at ${seg.name} byte ${offset}`);
+    if (skipFirst)
+      stop('checkpoint-mismatch', `the checkpoint's record is not at ${seg.name} byte ${offset}`);
     result.end = { segment: seg.index, offset: Math.min(offset, buf.length) };
   }
   const c = result.checkpoint;
   if (c && !opts.useCheckpoint && c.seq > result.lastSeq) {
-    stop('checkpoint-mismatch', `the checkpoint is at seq ${c.seq} but the journal ends at ${result.lastSeq}`);
+    stop(
+      'checkpoint-mismatch',
+      `the checkpoint is at seq ${c.seq} but the journal ends at ${result.lastSeq}`,
+    );
   }
   if (result.lastSeq === 0) {
     result.lastSeq = first.header.firstSeq - 1;

@@ -51,7 +51,8 @@ function runScenario(seed: number, stats: Stats): void {
 
   const filesNow = () => {
     const out: Record<string, string> = {};
-    for (const name of io.list(JOURNAL_DIR)) out[name] = io.readFile(`${JOURNAL_DIR}/${name}`).toString('base64');
+    for (const name of io.list(JOURNAL_DIR))
+      out[name] = io.readFile(`${JOURNAL_DIR}/${name}`).toString('base64');
     return out;
   };
 
@@ -75,12 +76,18 @@ function runScenario(seed: number, stats: Stats): void {
     if (j.recovery.truncatedBytes > 0) stats.tornTails++;
     const records = [...j.read()];
     const lastAcked = acked.length ? acked[acked.length - 1]!.seq : 0;
-    must(j.lastSeq >= lastAcked, `lost acknowledged records: journal ends at ${j.lastSeq}, acked ${lastAcked}`);
+    must(
+      j.lastSeq >= lastAcked,
+      `lost acknowledged records: journal ends at ${j.lastSeq}, acked ${lastAcked}`,
+    );
     must(j.lastSeq <= lastAcked + 1, `journal ends at ${j.lastSeq}, beyond the one record in flight`);
     if (j.lastSeq === lastAcked + 1) {
       const extra = records[records.length - 1]!;
       must(inFlight !== undefined, `record ${extra.seq} appeared that was never attempted`);
-      must(isDeepStrictEqual(extra.events, JSON.parse(JSON.stringify(inFlight))), 'a half-written record appeared');
+      must(
+        isDeepStrictEqual(extra.events, JSON.parse(JSON.stringify(inFlight))),
+        'a half-written record appeared',
+      );
       acked.push(extra); // durable now: part of history from here on
     }
     inFlight = undefined;
@@ -100,7 +107,10 @@ function runScenario(seed: number, stats: Stats): void {
     const before = filesNow();
     j.close();
     const again = openTally(io, opts);
-    must(again.recovery.truncatedBytes === 0 && again.recovery.removedTempFiles.length === 0, 'second recovery acted');
+    must(
+      again.recovery.truncatedBytes === 0 && again.recovery.removedTempFiles.length === 0,
+      'second recovery acted',
+    );
     must(again.lastSeq === j.lastSeq && isDeepStrictEqual(again.state, j.state), 'second recovery differs');
     must(isDeepStrictEqual(filesNow(), before), 'second recovery changed files');
     again.close();
@@ -109,7 +119,16 @@ function runScenario(seed: number, stats: Stats): void {
   let j = openTally(io, opts);
   const steps = rng.int(3, 8);
   for (let step = 0; step < steps; step++) {
-    const action = rng.pick(['burst', 'burst', 'burst', 'checkpoint', 'prune', 'restart', 'disk-full', 'eio']);
+    const action = rng.pick([
+      'burst',
+      'burst',
+      'burst',
+      'checkpoint',
+      'prune',
+      'restart',
+      'disk-full',
+      'eio',
+    ]);
     if (action === 'restart') {
       j.close();
       j = openTally(io, opts);
@@ -127,7 +146,12 @@ function runScenario(seed: number, stats: Stats): void {
       for (let i = 0; i < burst; i++) {
         n++;
         const events: JournalEvent[] = [
-          { type: 'sale.completed', saleId: `s${seed}-${n}`, amountMinor: n, memo: 'm'.repeat(rng.int(0, 300)) },
+          {
+            type: 'sale.completed',
+            saleId: `s${seed}-${n}`,
+            amountMinor: n,
+            memo: 'm'.repeat(rng.int(0, 300)),
+          },
         ];
         inFlight = events;
         const segments = j.segmentCount;
@@ -179,15 +203,19 @@ t.test(`journal survives ${ONLY ?? SCENARIOS} seeded power-cut scenarios`, async
     try {
       runScenario(seed, stats);
     } catch (err) {
-      failures.push(`seed ${seed}: ${err instanceof Violation ? err.message : String((err as Error)?.stack ?? err)}`);
+      failures.push(
+        `seed ${seed}: ${err instanceof Violation ? err.message : String((err as Error)?.stack ?? err)}`,
+      );
       if (failures.length >= 5) break;
     }
   }
   t.comment(JSON.stringify({ scenarios: seeds.length, ...stats }));
-  if (failures.length) t.comment(`replay with CRASH_SEED=<seed> npx tap ${'test/crash/journal-crash.test.ts'}`);
+  if (failures.length)
+    t.comment(`replay with CRASH_SEED=<seed> npx tap ${'test/crash/journal-crash.test.ts'}`);
   t.same(failures, [], 'no scenario broke an invariant');
   // The campaign must actually exercise what it claims to.
   if (ONLY === undefined && seeds.length >= 500) {
-    for (const key of Object.keys(stats) as (keyof Stats)[]) t.ok(stats[key] > 0, `${key} happened (${stats[key]})`);
+    for (const key of Object.keys(stats) as (keyof Stats)[])
+      t.ok(stats[key] > 0, `${key} happened (${stats[key]})`);
   }
 });

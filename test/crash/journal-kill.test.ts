@@ -69,14 +69,17 @@ t.test(`every acknowledged record survives ${KILLS} SIGKILLs (seed ${SEED})`, as
     if (life.recovered) {
       recoveries++;
       const { seq, hash, state } = life.recovered;
-      if (seq < maxAcked) problems.push(`kill ${kill}: recovered to ${seq}, but ${maxAcked} was acknowledged`);
-      if (seq === maxAcked && maxAcked > 0 && hash !== acked.get(seq)) problems.push(`kill ${kill}: seq ${seq} changed`);
+      if (seq < maxAcked)
+        problems.push(`kill ${kill}: recovered to ${seq}, but ${maxAcked} was acknowledged`);
+      if (seq === maxAcked && maxAcked > 0 && hash !== acked.get(seq))
+        problems.push(`kill ${kill}: seq ${seq} changed`);
       if (state.records !== seq || state.totalMinor !== (seq * (seq + 1)) / 2) {
         problems.push(`kill ${kill}: folded state ${JSON.stringify(state)} does not match ${seq} records`);
       }
     }
     for (const [seq, hash] of life.acks) {
-      if (acked.has(seq) && acked.get(seq) !== hash) problems.push(`seq ${seq} acknowledged twice, differently`);
+      if (acked.has(seq) && acked.get(seq) !== hash)
+        problems.push(`seq ${seq} acknowledged twice, differently`);
       acked.set(seq, hash);
       maxAcked = Math.max(maxAcked, seq);
     }

@@ -15,7 +15,10 @@ interface FileNode {
   durable: Buffer;
   pending: FileOp[];
 }
-type DirOp = { kind: 'link'; name: string; node: Node } | { kind: 'unlink'; name: string } | { kind: 'rename'; from: string; to: string };
+type DirOp =
+  | { kind: 'link'; name: string; node: Node }
+  | { kind: 'unlink'; name: string }
+  | { kind: 'rename'; from: string; to: string };
 interface DirNode {
   kind: 'dir';
   current: Map<string, Node>;
@@ -39,7 +42,8 @@ function errno(code: string, what: string): NodeJS.ErrnoException {
 
 const SECTOR = 512;
 
-export type FaultOp = 'write' | 'fdatasync' | 'truncate' | 'rename' | 'unlink' | 'syncDir' | 'open' | 'mkdirp';
+export type FaultOp =
+  'write' | 'fdatasync' | 'truncate' | 'rename' | 'unlink' | 'syncDir' | 'open' | 'mkdirp';
 
 export class FaultFs implements JournalFs {
   private root: DirNode = { kind: 'dir', current: new Map(), durable: new Map(), pending: [] };
@@ -98,7 +102,7 @@ export class FaultFs implements JournalFs {
   }
 
   private crashFile(file: FileNode): void {
-    let data = Buffer.from(file.durable);
+    let data: Buffer = Buffer.from(file.durable);
     for (const op of file.pending) {
       if (op.kind === 'truncate') {
         if (this.rng.chance(0.5)) data = resize(data, op.length);
@@ -275,7 +279,12 @@ export class FaultFs implements JournalFs {
   put(file: string, data: Buffer): void {
     this.mkdirp(path.dirname(file));
     const [dir, name] = this.parent(file);
-    const node: FileNode = { kind: 'file', current: Buffer.from(data), durable: Buffer.from(data), pending: [] };
+    const node: FileNode = {
+      kind: 'file',
+      current: Buffer.from(data),
+      durable: Buffer.from(data),
+      pending: [],
+    };
     dir.current.set(name, node);
     dir.durable.set(name, node);
     this.syncAllDirs(this.root);

@@ -8,7 +8,7 @@ import { tally, type TallyState } from './journal-fixtures.js';
 
 function say(line: string): void {
   const buf = Buffer.from(line + '\n');
-  for (let done = 0; done < buf.length; ) {
+  for (let done = 0; done < buf.length;) {
     try {
       done += writeSync(1, buf, done);
     } catch (err) {

@@ -14,7 +14,8 @@ export interface TallyState {
 export const tally: Reducer<TallyState> = {
   initial: () => ({ records: 0, lastSeq: 0, totalMinor: 0 }),
   apply: (s, r: JournalRecord) => {
-    if (r.seq !== s.lastSeq + 1 && s.lastSeq !== 0) throw new Error(`fold out of order: ${r.seq} after ${s.lastSeq}`);
+    if (r.seq !== s.lastSeq + 1 && s.lastSeq !== 0)
+      throw new Error(`fold out of order: ${r.seq} after ${s.lastSeq}`);
     let total = s.totalMinor;
     for (const e of r.events) total += typeof e.amountMinor === 'number' ? e.amountMinor : 0;
     return { records: s.records + 1, lastSeq: r.seq, totalMinor: total };
@@ -23,7 +24,10 @@ export const tally: Reducer<TallyState> = {
 
 export const JOURNAL_DIR = '/state/journal';
 
-export function openTally(io: JournalFs, extra: Partial<JournalOptions<TallyState>> = {}): Journal<TallyState> {
+export function openTally(
+  io: JournalFs,
+  extra: Partial<JournalOptions<TallyState>> = {},
+): Journal<TallyState> {
   return Journal.open<TallyState>({
     dir: JOURNAL_DIR,
     deviceId: 'till-1',

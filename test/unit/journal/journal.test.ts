@@ -11,7 +11,8 @@ const seg = (i: number) => `${JOURNAL_DIR}/${segmentName(i)}`;
 
 function snapshot(io: FaultFs): Map<string, string> {
   const out = new Map<string, string>();
-  for (const name of io.list(JOURNAL_DIR)) out.set(name, io.readFile(`${JOURNAL_DIR}/${name}`).toString('hex'));
+  for (const name of io.list(JOURNAL_DIR))
+    out.set(name, io.readFile(`${JOURNAL_DIR}/${name}`).toString('hex'));
   return out;
 }
 
@@ -33,8 +34,14 @@ t.test('records are chained, gapless, folded, and survive a reopen', async (t) =
   t.equal(again.lastSeq, 2);
   t.equal(again.lastHash, r2.hash);
   t.same(again.state, { records: 2, lastSeq: 2, totalMinor: 302 });
-  t.same([...again.read()].map((r) => r.hash), [r1.hash, r2.hash]);
-  t.same([...again.read(2)].map((r) => r.seq), [2]);
+  t.same(
+    [...again.read()].map((r) => r.hash),
+    [r1.hash, r2.hash],
+  );
+  t.same(
+    [...again.read(2)].map((r) => r.seq),
+    [2],
+  );
 });
 
 t.test('segments rotate at the size bound and the chain crosses them', async (t) => {
@@ -49,7 +56,10 @@ t.test('segments rotate at the size bound and the chain crosses them', async (t)
   const again = openTally(io, { segmentMaxBytes: 1024 });
   t.equal(again.lastSeq, 40);
   t.equal([...again.read()].length, 40);
-  t.same([...again.read(33)].map((r) => r.seq), [33, 34, 35, 36, 37, 38, 39, 40]);
+  t.same(
+    [...again.read(33)].map((r) => r.seq),
+    [33, 34, 35, 36, 37, 38, 39, 40],
+  );
 });
 
 t.test('a checkpoint bounds recovery and prune keeps what it must', async (t) => {
@@ -143,52 +153,67 @@ t.test('a content change that keeps the CRC valid still breaks the chain', async
   const { encodeFrame } = await import('../../../appliance/journal/format.js');
   const data = io.readFile(seg(1));
   const firstLen = data.readUInt32LE(HEADER_BYTES) + 8;
-  io.put(seg(1), Buffer.concat([data.subarray(0, HEADER_BYTES + firstLen), encodeFrame(Buffer.from(JSON.stringify(forged)))]));
+  io.put(
+    seg(1),
+    Buffer.concat([
+      data.subarray(0, HEADER_BYTES + firstLen),
+      encodeFrame(Buffer.from(JSON.stringify(forged))),
+    ]),
+  );
   t.throws(() => openTally(io), { code: 'JOURNAL_CORRUPT', message: /hash/ });
 });
 
-t.test('bad input: the state dir of another device, epoch or version, or with a stranger in it', async (t) => {
-  const make = () => {
-    const io = new FaultFs(new Rng(9));
-    const j = openTally(io);
-    j.append(sale(1));
-    j.close();
-    return io;
-  };
-  const refused = (io: FaultFs, code: string, extra = {}) => {
-    const before = snapshot(io);
-    t.throws(() => openTally(io, extra), { code }, code);
-    t.same(snapshot(io), before, `${code}: nothing changed`);
-  };
-  refused(make(), 'JOURNAL_FOREIGN_DEVICE', { deviceId: 'till-2' });
-  refused(make(), 'JOURNAL_EPOCH_MISMATCH', { epoch: 2 });
+t.test(
+  'bad input: the state dir of another device, epoch or version, or with a stranger in it',
+  async (t) => {
+    const make = () => {
+      const io = new FaultFs(new Rng(9));
+      const j = openTally(io);
+      j.append(sale(1));
+      j.close();
+      return io;
+    };
+    const refused = (io: FaultFs, code: string, extra = {}) => {
+      const before = snapshot(io);
+      t.throws(() => openTally(io, extra), { code }, code);
+      t.same(snapshot(io), before, `${code}: nothing changed`);
+    };
+    refused(make(), 'JOURNAL_FOREIGN_DEVICE', { deviceId: 'till-2' });
+    refused(make(), 'JOURNAL_EPOCH_MISMATCH', { epoch: 2 });
 
-  const stranger = make();
-  stranger.put(`${JOURNAL_DIR}/notes.txt`, Buffer.from('hello'));
-  refused(stranger, 'JOURNAL_FOREIGN_FILE');
+    const stranger = make();
+    stranger.put(`${JOURNAL_DIR}/notes.txt`, Buffer.from('hello'));
+    refused(stranger, 'JOURNAL_FOREIGN_FILE');
 
-  const zip = make();
-  zip.put(`${JOURNAL_DIR}/${segmentName(2)}`, Buffer.concat([Buffer.from('PK\x03\x04'), Buffer.alloc(200)]));
-  refused(zip, 'JOURNAL_FOREIGN_FILE');
+    const zip = make();
+    zip.put(
+      `${JOURNAL_DIR}/${segmentName(2)}`,
+      Buffer.concat([Buffer.from('PK\x03\x04'), Buffer.alloc(200)]),
+    );
+    refused(zip, 'JOURNAL_FOREIGN_FILE');
 
-  const future = make();
-  future.put(
-    `${JOURNAL_DIR}/${segmentName(2)}`,
-    encodeHeader({ version: 9, deviceId: 'till-1', epoch: 1, index: 2, firstSeq: 2 }),
-  );
-  refused(future, 'JOURNAL_UNKNOWN_VERSION');
+    const future = make();
+    future.put(
+      `${JOURNAL_DIR}/${segmentName(2)}`,
+      encodeHeader({ version: 9, deviceId: 'till-1', epoch: 1, index: 2, firstSeq: 2 }),
+    );
+    refused(future, 'JOURNAL_UNKNOWN_VERSION');
 
-  const gap = make();
-  gap.put(`${JOURNAL_DIR}/${segmentName(3)}`, encodeHeader({ version: 1, deviceId: 'till-1', epoch: 1, index: 3, firstSeq: 2 }));
-  refused(gap, 'JOURNAL_CORRUPT');
+    const gap = make();
+    gap.put(
+      `${JOURNAL_DIR}/${segmentName(3)}`,
+      encodeHeader({ version: 1, deviceId: 'till-1', epoch: 1, index: 3, firstSeq: 2 }),
+    );
+    refused(gap, 'JOURNAL_CORRUPT');
 
-  t.throws(() => openTally(new FaultFs(new Rng(1)), { deviceId: 'till/1' }), /invalid device id/);
-  t.throws(
-    () => openTally(new FaultFs(new Rng(1)), { epoch: undefined }),
-    { code: 'JOURNAL_EPOCH_MISMATCH' },
-    'a new journal needs an epoch',
-  );
-});
+    t.throws(() => openTally(new FaultFs(new Rng(1)), { deviceId: 'till/1' }), /invalid device id/);
+    t.throws(
+      () => openTally(new FaultFs(new Rng(1)), { epoch: undefined }),
+      { code: 'JOURNAL_EPOCH_MISMATCH' },
+      'a new journal needs an epoch',
+    );
+  },
+);
 
 t.test('a full disk refuses the record, keeps the journal usable and loses nothing', async (t) => {
   const io = new FaultFs(new Rng(10));
@@ -216,15 +241,17 @@ t.test('an fsync error is fatal: never retried, never acknowledged', async (t) =
   t.throws(() => j.append(sale(3)), { code: 'JOURNAL_FATAL' }, 'stays dead');
   io.crash();
   const again = openTally(io);
-  t.ok(again.lastSeq === 1 || again.lastSeq === 2, 'reopening recovers; the unacknowledged record may or may not be there');
+  t.ok(
+    again.lastSeq === 1 || again.lastSeq === 2,
+    'reopening recovers; the unacknowledged record may or may not be there',
+  );
 });
 
 t.test('bad records are refused before anything is written', async (t) => {
   const io = new FaultFs(new Rng(12));
   const j = openTally(io);
   const used = io.usedBytes();
-  const bad = (events: unknown, code: string) =>
-    t.throws(() => j.append(events as never), { code }, code);
+  const bad = (events: unknown, code: string) => t.throws(() => j.append(events as never), { code }, code);
   bad([], 'JOURNAL_BAD_RECORD');
   bad([{ amountMinor: 1 }], 'JOURNAL_BAD_RECORD');
   bad([{ type: 'x', amountMinor: NaN }], 'JOURNAL_BAD_RECORD');
