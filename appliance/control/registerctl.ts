@@ -3,6 +3,7 @@
 //   registerctl [--socket PATH] METHOD [JSON]
 //   registerctl journal verify DIR
 //   registerctl journal dump DIR [--from SEQ]
+import { realpathSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { RegisterError, isRegisterError } from '../errors.js';
@@ -105,7 +106,8 @@ async function controlCommand(argv: string[], io: Io): Promise<number> {
   return 1;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+// Run when executed (also through the npm bin symlink), not when imported by tests.
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
   main(process.argv.slice(2)).then(
     (code) => (process.exitCode = code),
     (err) => {
