@@ -83,12 +83,14 @@ function frameCrc(lengthField: Buffer, payload: Buffer): number {
   return crc32(payload, crc32(lengthField));
 }
 
-/** `u32 length | u32 crc32(length ‖ payload) | payload` */
-export function encodeFrame(payload: Buffer): Buffer {
-  const frame = Buffer.allocUnsafe(FRAME_OVERHEAD + payload.length);
-  frame.writeUInt32LE(payload.length, 0);
-  payload.copy(frame, FRAME_OVERHEAD);
-  frame.writeUInt32LE(frameCrc(frame.subarray(0, 4), payload), 4);
+/** `u32 length | u32 crc32(length ‖ payload) | payload`; a string payload is written as UTF-8. */
+export function encodeFrame(payload: Buffer | string): Buffer {
+  const length = typeof payload === 'string' ? Buffer.byteLength(payload, 'utf8') : payload.length;
+  const frame = Buffer.allocUnsafe(FRAME_OVERHEAD + length);
+  frame.writeUInt32LE(length, 0);
+  if (typeof payload === 'string') frame.write(payload, FRAME_OVERHEAD, 'utf8');
+  else payload.copy(frame, FRAME_OVERHEAD);
+  frame.writeUInt32LE(frameCrc(frame.subarray(0, 4), frame.subarray(FRAME_OVERHEAD)), 4);
   return frame;
 }
 

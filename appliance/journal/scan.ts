@@ -2,7 +2,12 @@
 // `journal dump`. It reports what it finds as findings; what to do about each is the decision table.
 import * as path from 'node:path';
 import type { ErrorCode } from '../errors.js';
-import { genesisHash, recordHash, type JournalRecord } from '../../cloud-bridge/protocol/record.js';
+import {
+  canonicalJson,
+  checkSealedPayload,
+  genesisHash,
+  type JournalRecord,
+} from '../../cloud-bridge/protocol/record.js';
 import { CHECKPOINT_FILE, readCheckpoint, type Checkpoint } from './checkpoint.js';
 import {
   HEADER_BYTES,
@@ -126,6 +131,35 @@ class Stop extends Error {
 
 function stop(finding: Finding, message: string, file?: string, offset?: number): never {
   throw new Stop({ finding, message, file, offset });
+}
+
+/** The offset just past the last non-zero byte at or after `from` (segments are preallocated with zeros). */
+export function endOfData(buf: Buffer, from: number): number {
+  const CHUNK = 64 * 1024;
+  let end = buf.length;
+  // Skip whole chunks of zeros from the end with native compares, then finish byte by byte.
+  while (end - from >= CHUNK && buf.subarray(end - CHUNK, end).equals(ZEROS)) end -= CHUNK;
+  while (end > from && buf[end - 1] === 0) end--;
+  return end;
+}
+const ZEROS = Buffer.alloc(64 * 1024);
+
+/** Reads whole segments into one buffer reused across them, so a scan holds one segment's size. */
+class SegmentReader {
+  private buf = Buffer.alloc(0);
+
+  constructor(private readonly io: JournalFs) {}
+
+  read(file: string): Buffer {
+    const size = Math.max(0, this.io.size(file));
+    if (this.buf.length < size) this.buf = Buffer.alloc(size);
+    const fd = this.io.open(file, 'read');
+    try {
+      return this.buf.subarray(0, this.io.read(fd, this.buf, 0, size));
+    } finally {
+      this.io.close(fd);
+    }
+  }
 }
 
 function isRecord(x: unknown): x is JournalRecord {
@@ -259,10 +293,11 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
 
   // 4. Records, in order; the decision between torn tail and corruption happens here.
   const last = result.segments[result.segments.length - 1]!;
+  const reader = new SegmentReader(io);
   for (const seg of result.segments) {
     if (seg.index < startAt.segment) continue;
     const file = path.join(dir, seg.name);
-    const buf = io.readFile(file);
+    const buf = reader.read(file);
     let offset = seg.index === startAt.segment ? startAt.offset : HEADER_BYTES;
     if (seg.index !== startAt.segment && seg.header.firstSeq !== expectSeq) {
       stop('seq-gap', `${seg.name} starts at seq ${seg.header.firstSeq}, expected ${expectSeq}`, seg.name);
@@ -270,7 +305,9 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
     while (offset < buf.length) {
       const frame = readFrame(buf, offset);
       if (frame.kind !== 'ok') {
-        const later = findFrameAfter(buf, offset + 1);
+        const used = endOfData(buf, offset);
+        if (used === offset) break; // only preallocated zeros from here: a clean end
+        const later = findFrameAfter(buf.subarray(0, used), offset + 1);
         if (seg !== last || later !== undefined) {
           stop(
             'bad-frame',
@@ -282,7 +319,7 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
         }
         if (skipFirst)
           stop('checkpoint-mismatch', `the checkpointed record at byte ${offset} is torn`, seg.name);
-        result.tornTail = { segment: seg.index, offset, bytes: buf.length - offset };
+        result.tornTail = { segment: seg.index, offset, bytes: used - offset };
         break;
       }
       let record: unknown;
@@ -300,8 +337,14 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
           offset,
         );
       }
-      if (record.hash !== recordHash(record.prevHash, record)) {
+      // The hash is checked over the payload's own bytes; a thorough scan also checks that those bytes
+      // are the record's canonical form, which is what the ledger will hash.
+      const sealed = checkSealedPayload(frame.payload);
+      if (!sealed || !sealed.ok || sealed.hash !== record.hash || sealed.prevHash !== record.prevHash) {
         stop('chain-broken', `${seg.name} seq ${record.seq}: hash does not match content`, seg.name, offset);
+      }
+      if (!opts.useCheckpoint && canonicalJson(record) !== frame.payload.toString('utf8')) {
+        stop('bad-record', `${seg.name} seq ${record.seq}: not in canonical form`, seg.name, offset);
       }
       if (skipFirst) {
         if (record.hash !== result.checkpoint!.hash) {

@@ -7,6 +7,8 @@ import * as path from 'node:path';
 import { main, type Io } from '../../../appliance/control/registerctl.js';
 import { Journal } from '../../../appliance/journal/journal.js';
 import { HEADER_BYTES } from '../../../appliance/journal/format.js';
+import { scanJournal } from '../../../appliance/journal/scan.js';
+import { nodeFs } from '../../../appliance/journal/fs.js';
 import { sale } from '../../support/journal-fixtures.js';
 
 function capture(env: Record<string, string> = {}) {
@@ -40,7 +42,9 @@ t.test('journal verify summarises a clean journal and a torn tail, exit 0', asyn
   t.equal(report.problem, null);
 
   const seg = path.join(dir, '00000001.seg');
-  writeFileSync(seg, Buffer.concat([readFileSync(seg), Buffer.from([9, 0, 0, 0, 1])]));
+  const bytes = readFileSync(seg);
+  Buffer.from([9, 0, 0, 0, 1]).copy(bytes, scanJournal(nodeFs, dir, { useCheckpoint: false }).end!.offset);
+  writeFileSync(seg, bytes);
   c = capture();
   t.equal(await main(['journal', 'verify', dir], c.io), 0, 'a torn tail is what a power cut leaves');
   t.equal(JSON.parse(c.out[0]!).tornTailBytes, 5);

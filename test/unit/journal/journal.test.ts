@@ -101,9 +101,8 @@ t.test('a torn tail is cut off, reported, and recovery is idempotent', async (t)
   j.append(sale(1));
   j.append(sale(2));
   j.close();
-  const file = seg(1);
-  const size = io.size(file);
-  io.corrupt(file, size, Buffer.from([0x40, 0, 0, 0, 1, 2, 3])); // half a frame header
+  const end = scanJournal(io, JOURNAL_DIR, { useCheckpoint: false }).end!.offset;
+  io.corrupt(seg(1), end, Buffer.from([0x40, 0, 0, 0, 1, 2, 3])); // half a frame, in preallocated space
   const a = openTally(io);
   t.equal(a.recovery.truncatedBytes, 7);
   t.equal(a.lastSeq, 2);
@@ -217,15 +216,29 @@ t.test(
 
 t.test('a full disk refuses the record, keeps the journal usable and loses nothing', async (t) => {
   const io = new FaultFs(new Rng(10));
-  const j = openTally(io);
+  const j = openTally(io, { segmentMaxBytes: 1024 });
   j.append(sale(1));
+  // Segments are preallocated, so a full disk shows when the next one cannot be made…
   io.capacityBytes = io.usedBytes() + 20;
-  t.throws(() => j.append(sale(2, 100)), { code: 'JOURNAL_DISK_FULL' });
+  t.throws(() => j.append(sale(2, 1000)), { code: 'JOURNAL_DISK_FULL' });
   t.equal(j.lastSeq, 1);
+  // …or when one record outgrows the preallocated space.
+  t.throws(() => j.append(sale(2, 1200)), { code: 'JOURNAL_DISK_FULL' });
   io.capacityBytes = Infinity;
   t.equal(j.append(sale(2)).seq, 2, 'appends again once there is room');
+  const freshIo = new FaultFs(new Rng(10));
+  const fresh = openTally(freshIo, { segmentMaxBytes: 1024 });
+  freshIo.capacityBytes = freshIo.usedBytes() + 100;
+  t.throws(
+    () => fresh.append(sale(1, 2000)),
+    { code: 'JOURNAL_DISK_FULL' },
+    'a write past the preallocation',
+  );
+  t.equal(fresh.lastSeq, 0);
+  freshIo.capacityBytes = Infinity;
+  t.equal(fresh.append(sale(1)).seq, 1);
   j.close();
-  const again = openTally(io);
+  const again = openTally(io, { segmentMaxBytes: 1024 });
   t.equal(again.lastSeq, 2);
   t.equal(again.recovery.truncatedBytes, 0);
   t.same(again.state.totalMinor, 101 + 201);
