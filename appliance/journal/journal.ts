@@ -22,7 +22,7 @@ import {
   isValidEpoch,
   segmentName,
 } from './format.js';
-import { nodeFs, type JournalFs } from './fs.js';
+import { nodeFs, writeFileAtomic, type JournalFs } from './fs.js';
 import {
   DECISIONS,
   scanJournal,
@@ -240,15 +240,7 @@ export class Journal<S = undefined> {
       try {
         if (io.size(copy) < 0) {
           ensureDir(io, qdir);
-          const data = io.readFile(path.join(opts.dir, problem.file));
-          const fd = io.open(copy, 'create');
-          try {
-            io.write(fd, data, 0);
-            io.fdatasync(fd);
-          } finally {
-            io.close(fd);
-          }
-          io.syncDir(qdir);
+          writeFileAtomic(io, copy, io.readFile(path.join(opts.dir, problem.file)));
         }
         details.copy = copy;
       } catch (err) {
@@ -511,18 +503,8 @@ function createSegment(
 ): SegmentInfo {
   const name = segmentName(h.index);
   const header = { version: FORMAT_VERSION, ...h };
-  const tmp = path.join(dir, `${name}.tmp`);
-  if (io.size(tmp) >= 0) io.unlink(tmp);
   const bytes = Buffer.alloc(Math.max(HEADER_BYTES, preallocateBytes));
   encodeHeader(header).copy(bytes, 0);
-  const fd = io.open(tmp, 'create');
-  try {
-    io.write(fd, bytes, 0);
-    io.fdatasync(fd);
-  } finally {
-    io.close(fd);
-  }
-  io.rename(tmp, path.join(dir, name));
-  io.syncDir(dir);
+  writeFileAtomic(io, path.join(dir, name), bytes);
   return { index: h.index, name, header, size: HEADER_BYTES };
 }
