@@ -2,6 +2,7 @@
 // never on message text; the codes are part of the control-socket contract and the operator docs.
 
 export const ErrorCodes = {
+  CONFIG_INVALID: 'a setting is missing or invalid',
   // journal: refusing to open
   JOURNAL_FOREIGN_FILE: 'a file in the journal directory is not ours',
   JOURNAL_BAD_HEADER: 'a segment header is damaged',

@@ -143,10 +143,13 @@ export class Journal<S = undefined> {
     const log = opts.log ?? silentLogger;
     const reducer = opts.reducer ?? (nullReducer as unknown as Reducer<S>);
     if (!isValidDeviceId(opts.deviceId)) {
-      throw new RegisterError('JOURNAL_FOREIGN_DEVICE', `invalid device id ${JSON.stringify(opts.deviceId)}`);
+      throw new RegisterError('CONFIG_INVALID', `invalid device id ${JSON.stringify(opts.deviceId)}`);
     }
     if (opts.epoch !== undefined && !isValidEpoch(opts.epoch)) {
-      throw new RegisterError('JOURNAL_EPOCH_MISMATCH', `invalid epoch ${opts.epoch}`);
+      throw new RegisterError(
+        'CONFIG_INVALID',
+        `invalid epoch ${opts.epoch}: a whole number from 1 to 2^32-1`,
+      );
     }
     ensureDir(io, opts.dir);
 
@@ -182,14 +185,12 @@ export class Journal<S = undefined> {
       log.info({ files: scan.tempFiles, why: DECISIONS['temp-file'].why }, 'removed temp files');
     }
 
-    let epoch = scan.epoch ?? opts.epoch;
+    const epoch = scan.epoch ?? opts.epoch;
     let fd: number;
     let size: number;
     if (scan.segments.length === 0) {
-      if (epoch === undefined) {
-        throw new RegisterError('JOURNAL_EPOCH_MISMATCH', 'an epoch is needed to create a journal');
-      }
-      epoch = opts.epoch!;
+      if (epoch === undefined)
+        throw new RegisterError('CONFIG_INVALID', 'an epoch is needed to create a journal');
       const seg = createSegment(
         io,
         opts.dir,
@@ -221,7 +222,6 @@ export class Journal<S = undefined> {
           'cut a torn tail',
         );
       }
-      last.size = size;
     }
     return new Journal<S>({ opts, io, epoch: epoch!, scan, state, fd, size, recovery });
   }
@@ -506,5 +506,5 @@ function createSegment(
   const bytes = Buffer.alloc(Math.max(HEADER_BYTES, preallocateBytes));
   encodeHeader(header).copy(bytes, 0);
   writeFileAtomic(io, path.join(dir, name), bytes);
-  return { index: h.index, name, header, size: HEADER_BYTES };
+  return { index: h.index, name, header };
 }

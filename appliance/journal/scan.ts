@@ -78,7 +78,6 @@ export interface SegmentInfo {
   index: number;
   name: string;
   header: SegmentHeader;
-  size: number;
 }
 
 export interface Position {
@@ -249,7 +248,7 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
     }
     result.deviceId = h.deviceId;
     result.epoch = h.epoch;
-    result.segments.push({ index, name, header: h, size: io.size(path.join(dir, name)) });
+    result.segments.push({ index, name, header: h });
   }
   const deviceId = result.deviceId!;
   const epoch = result.epoch!;
