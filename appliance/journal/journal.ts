@@ -32,7 +32,7 @@ import {
   type SegmentInfo,
 } from './scan.js';
 
-/** State = fold(records). */
+/** State = fold(records). The state must survive a JSON round trip: checkpoints store it as JSON. */
 export interface Reducer<S> {
   initial(): S;
   /** Pure: returns the next state (it may reuse the old object). Must not throw for a journaled record. */
