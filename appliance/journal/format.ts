@@ -8,6 +8,18 @@ export const CHECKPOINT_MAGIC = Buffer.from('REGCKPT\0', 'latin1');
 export const HEADER_BYTES = 128;
 /** u32 length + u32 crc32 before each payload. */
 export const FRAME_OVERHEAD = 8;
+/**
+ * Frames start on sector boundaries and are padded with zeros to the next one, so appending a record
+ * never rewrites a sector that holds an earlier one: a sector garbled by a power cut can only damage
+ * the record that was being written, never an acknowledged one.
+ */
+export const SECTOR_BYTES = 512;
+/** The first frame follows the header's sector. */
+export const FIRST_FRAME_OFFSET = SECTOR_BYTES;
+
+export function alignUp(offset: number): number {
+  return Math.ceil(offset / SECTOR_BYTES) * SECTOR_BYTES;
+}
 /** Hard upper bound on one record's payload: a 500-line sale is ~100 KiB; anything bigger is a bug. */
 export const MAX_RECORD_BYTES = 256 * 1024;
 
@@ -83,14 +95,18 @@ function frameCrc(lengthField: Buffer, payload: Buffer): number {
   return crc32(payload, crc32(lengthField));
 }
 
-/** `u32 length | u32 crc32(length ‖ payload) | payload`; a string payload is written as UTF-8. */
-export function encodeFrame(payload: Buffer | string): Buffer {
+/**
+ * `u32 length | u32 crc32(length ‖ payload) | payload`; a string payload is written as UTF-8. With
+ * `padded`, zeros follow up to the next sector boundary (what the journal writes).
+ */
+export function encodeFrame(payload: Buffer | string, padded = false): Buffer {
   const length = typeof payload === 'string' ? Buffer.byteLength(payload, 'utf8') : payload.length;
-  const frame = Buffer.allocUnsafe(FRAME_OVERHEAD + length);
+  const size = FRAME_OVERHEAD + length;
+  const frame = Buffer.alloc(padded ? alignUp(size) : size);
   frame.writeUInt32LE(length, 0);
   if (typeof payload === 'string') frame.write(payload, FRAME_OVERHEAD, 'utf8');
   else payload.copy(frame, FRAME_OVERHEAD);
-  frame.writeUInt32LE(frameCrc(frame.subarray(0, 4), frame.subarray(FRAME_OVERHEAD)), 4);
+  frame.writeUInt32LE(frameCrc(frame.subarray(0, 4), frame.subarray(FRAME_OVERHEAD, size)), 4);
   return frame;
 }
 
@@ -115,11 +131,11 @@ export function readFrame(buf: Buffer, offset: number): FrameResult {
 }
 
 /**
- * Is there a whole, CRC-valid frame anywhere after `from`? A torn tail never has one (only the last
- * unsynced write can be torn), so finding one means bytes that were once durable went bad.
+ * Is there a whole, CRC-valid frame at any sector boundary after `from`? A torn tail never has one
+ * (only the last unsynced write can be torn), so finding one means bytes that were once durable went bad.
  */
 export function findFrameAfter(buf: Buffer, from: number): number | undefined {
-  for (let at = from; at + FRAME_OVERHEAD < buf.length; at++) {
+  for (let at = alignUp(from); at + FRAME_OVERHEAD < buf.length; at += SECTOR_BYTES) {
     const length = buf.readUInt32LE(at);
     if (length === 0 || length > MAX_RECORD_BYTES || at + FRAME_OVERHEAD + length > buf.length) continue;
     if (readFrame(buf, at).kind === 'ok') return at;

@@ -34,7 +34,11 @@ export interface JournalFs {
   unlink(file: string): void;
   /** Make a directory's entries (creations, renames, removals) durable. */
   syncDir(dir: string): void;
+  /** Identifies the current boot (the page cache's lifetime), when the file system can tell. */
+  bootId?(): string;
 }
+
+let bootId: string | undefined;
 
 export const nodeFs: JournalFs = {
   list(dir) {
@@ -92,6 +96,14 @@ export const nodeFs: JournalFs = {
   },
   unlink(file) {
     fs.unlinkSync(file);
+  },
+  bootId() {
+    try {
+      bootId ??= fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    } catch {
+      bootId = 'unknown';
+    }
+    return bootId;
   },
   syncDir(dir) {
     const fd = fs.openSync(dir, 'r');

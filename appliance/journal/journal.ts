@@ -12,19 +12,21 @@ import {
 } from '../../cloud-bridge/protocol/record.js';
 import { writeCheckpoint } from './checkpoint.js';
 import {
+  FIRST_FRAME_OFFSET,
   FORMAT_VERSION,
-  FRAME_OVERHEAD,
-  HEADER_BYTES,
   MAX_RECORD_BYTES,
+  alignUp,
   encodeFrame,
   encodeHeader,
   isValidDeviceId,
   isValidEpoch,
+  readFrame,
   segmentName,
 } from './format.js';
 import { nodeFs, writeFileAtomic, type JournalFs } from './fs.js';
 import {
   DECISIONS,
+  endOfData,
   scanJournal,
   type Position,
   type Problem,
@@ -43,8 +45,14 @@ export interface JournalOptions<S> {
   /** The journal directory, `<stateDir>/journal`. */
   dir: string;
   deviceId: string;
-  /** Required to create a journal; when given, an existing journal must match it. */
+  /** When given, an existing journal must match it, and a new one gets it. */
   epoch?: number;
+  /**
+   * The epoch for a new journal when `epoch` is not given. A journal made anew (a wiped or replaced
+   * card) must never reuse an epoch: its seqs restart at 1 and the ledger would take them for
+   * duplicates. registerd passes a random one.
+   */
+  newEpoch?: () => number;
   fs?: JournalFs;
   clock?: Clock;
   reducer?: Reducer<S>;
@@ -99,6 +107,7 @@ export class Journal<S = undefined> {
   private lastRecordAt: Position | undefined;
   private foldedState: S;
   private checkpointSeq: number;
+  private nextCheckpointSeq: number;
   private failed: RegisterError | undefined;
   private closed = false;
 
@@ -130,6 +139,7 @@ export class Journal<S = undefined> {
     this.lastRecordAt = scan.lastRecordAt;
     this.foldedState = init.state;
     this.checkpointSeq = init.recovery.checkpointSeq;
+    this.nextCheckpointSeq = this.checkpointSeq + this.checkpointEvery;
     this.recovery = init.recovery;
   }
 
@@ -149,6 +159,12 @@ export class Journal<S = undefined> {
       throw new RegisterError(
         'CONFIG_INVALID',
         `invalid epoch ${opts.epoch}: a whole number from 1 to 2^32-1`,
+      );
+    }
+    if (fatalBoots.get(io)?.get(path.resolve(opts.dir)) === bootOf(io)) {
+      throw new RegisterError(
+        'JOURNAL_FATAL',
+        'this journal had an fsync error in this boot: reboot before reopening it',
       );
     }
     ensureDir(io, opts.dir);
@@ -185,12 +201,13 @@ export class Journal<S = undefined> {
       log.info({ files: scan.tempFiles, why: DECISIONS['temp-file'].why }, 'removed temp files');
     }
 
-    const epoch = scan.epoch ?? opts.epoch;
+    const epoch = scan.epoch ?? opts.epoch ?? (scan.segments.length === 0 ? opts.newEpoch?.() : undefined);
     let fd: number;
     let size: number;
     if (scan.segments.length === 0) {
-      if (epoch === undefined)
-        throw new RegisterError('CONFIG_INVALID', 'an epoch is needed to create a journal');
+      if (epoch === undefined || !isValidEpoch(epoch)) {
+        throw new RegisterError('CONFIG_INVALID', 'an epoch (or newEpoch) is needed to create a journal');
+      }
       const seg = createSegment(
         io,
         opts.dir,
@@ -203,11 +220,11 @@ export class Journal<S = undefined> {
       recovery.created = true;
       recovery.segments = 1;
       fd = io.open(path.join(opts.dir, seg.name), 'update');
-      size = HEADER_BYTES;
+      size = FIRST_FRAME_OFFSET;
     } else {
       const last = scan.segments[scan.segments.length - 1]!;
       fd = io.open(path.join(opts.dir, last.name), 'update');
-      size = scan.end?.segment === last.index ? scan.end.offset : HEADER_BYTES;
+      size = scan.end?.segment === last.index ? scan.end.offset : FIRST_FRAME_OFFSET;
       if (scan.tornTail) {
         try {
           io.truncate(fd, scan.tornTail.offset);
@@ -221,6 +238,12 @@ export class Journal<S = undefined> {
           { segment: last.name, offset: scan.tornTail.offset, bytes: scan.tornTail.bytes },
           'cut a torn tail',
         );
+      }
+      try {
+        makeDurable(io, opts.dir, fd);
+      } catch (err) {
+        io.close(fd);
+        throw new RegisterError('JOURNAL_FATAL', `could not make the recovered journal durable`, {}, err);
       }
     }
     return new Journal<S>({ opts, io, epoch: epoch!, scan, state, fd, size, recovery });
@@ -292,15 +315,16 @@ export class Journal<S = undefined> {
       throw new RegisterError('JOURNAL_BAD_RECORD', `events have no canonical JSON form: ${String(err)}`);
     }
     const { record, payload } = sealed;
-    const frame = encodeFrame(payload);
-    const bytes = frame.length - FRAME_OVERHEAD;
+    const frame = encodeFrame(payload, true);
+    const bytes = frame.readUInt32LE(0);
     if (bytes > MAX_RECORD_BYTES) {
       throw new RegisterError('JOURNAL_RECORD_TOO_LARGE', `record of ${bytes} bytes`, {
         bytes,
         max: MAX_RECORD_BYTES,
       });
     }
-    if (this.size + frame.length > this.segmentMaxBytes && this.size > HEADER_BYTES) this.rotate(record.seq);
+    if (this.size + frame.length > this.segmentMaxBytes && this.size > FIRST_FRAME_OFFSET)
+      this.rotate(record.seq);
 
     const at = this.size;
     try {
@@ -317,12 +341,27 @@ export class Journal<S = undefined> {
     this.seq = record.seq;
     this.hash = record.hash;
     this.lastRecordAt = { segment: this.currentSegment.index, offset: at };
-    this.foldedState = this.reducer.apply(this.foldedState, record);
-    if (this.checkpointEvery > 0 && this.seq - this.checkpointSeq >= this.checkpointEvery) this.checkpoint();
-    return record;
+    // Fold what recovery will fold: the record as stored, not the caller's objects (a Date, a getter
+    // or an undefined field would otherwise fold differently live and after a restart).
+    const stored = JSON.parse(payload) as JournalRecord;
+    this.foldedState = this.reducer.apply(this.foldedState, stored);
+    if (this.checkpointEvery > 0 && this.seq >= this.nextCheckpointSeq) {
+      try {
+        this.checkpoint();
+      } catch (err) {
+        // The record is durable and acknowledged whatever happens to the checkpoint, which is only a
+        // cache of the fold: try again a while later.
+        this.nextCheckpointSeq = this.seq + Math.ceil(this.checkpointEvery / 10);
+        this.log.warn({ err: String(err) }, 'checkpoint failed; the journal goes on without it');
+      }
+    }
+    return stored;
   }
 
-  /** Write the folded state as of the last record, so recovery starts there. */
+  /**
+   * Write the folded state as of the last record, so recovery starts there. A failure (a full disk)
+   * is reported but harms nothing: the previous checkpoint, or none, stays valid.
+   */
   checkpoint(): void {
     this.assertWritable();
     if (this.seq === 0 || !this.lastRecordAt || this.seq === this.checkpointSeq) return;
@@ -338,9 +377,16 @@ export class Journal<S = undefined> {
         state: this.foldedState,
       });
     } catch (err) {
-      this.fail(err, 'checkpoint write failed');
+      const full = (err as NodeJS.ErrnoException)?.code === 'ENOSPC';
+      throw new RegisterError(
+        full ? 'JOURNAL_DISK_FULL' : 'JOURNAL_WRITE_FAILED',
+        'checkpoint not written',
+        {},
+        err,
+      );
     }
     this.checkpointSeq = this.seq;
+    this.nextCheckpointSeq = this.seq + this.checkpointEvery;
   }
 
   /**
@@ -356,12 +402,19 @@ export class Journal<S = undefined> {
       const seg = this.segments[i]!;
       const buf = this.io.readFile(path.join(this.dir, seg.name));
       const end = i === this.segments.length - 1 ? this.size : buf.length;
-      let offset = HEADER_BYTES;
-      while (offset + FRAME_OVERHEAD <= end) {
-        const len = buf.readUInt32LE(offset);
-        if (len === 0) break; // preallocated space
-        const record = JSON.parse(buf.toString('utf8', offset + 8, offset + 8 + len)) as JournalRecord;
-        offset += 8 + len;
+      let offset = FIRST_FRAME_OFFSET;
+      while (offset < end) {
+        const frame = readFrame(buf, offset);
+        if (frame.kind !== 'ok') {
+          // Only preallocated zeros end a closed segment; anything else changed since recovery checked it.
+          if (endOfData(buf, offset) === offset) break;
+          throw new RegisterError('JOURNAL_CORRUPT', `${seg.name} byte ${offset} no longer reads back`, {
+            file: seg.name,
+            offset,
+          });
+        }
+        const record = JSON.parse(frame.payload.toString('utf8')) as JournalRecord;
+        offset = alignUp(frame.end);
         if (record.seq >= fromSeq && record.seq <= this.seq) yield record;
       }
     }
@@ -443,7 +496,7 @@ export class Journal<S = undefined> {
     }
     this.segments.push(seg);
     this.fd = fd;
-    this.size = HEADER_BYTES;
+    this.size = FIRST_FRAME_OFFSET;
     this.log.info({ segment: seg.name, firstSeq }, 'new segment');
   }
 
@@ -465,6 +518,12 @@ export class Journal<S = undefined> {
 
   private fail(err: unknown, what: string): never {
     if (isRegisterError(err)) throw err;
+    if ((err as NodeJS.ErrnoException)?.syscall !== undefined) {
+      // A system call failed: the kernel's view of the file may no longer match the disk.
+      const marks = fatalBoots.get(this.io) ?? new Map<string, string>();
+      marks.set(path.resolve(this.dir), bootOf(this.io));
+      fatalBoots.set(this.io, marks);
+    }
     this.failed = new RegisterError(
       'JOURNAL_FATAL',
       `${what}: ${String((err as Error)?.message ?? err)}`,
@@ -479,6 +538,32 @@ export class Journal<S = undefined> {
     }
     throw this.failed;
   }
+}
+
+/**
+ * What recovery read may live only in the page cache: a segment renamed by a process that died before
+ * its directory fsync, a tail written but never fdatasync'd. Appending on top would acknowledge records
+ * that a power cut could take away with what they chain to, so recovery fdatasyncs the last segment
+ * and fsyncs the journal directory and its parent before anything new is acknowledged. (Pages that an
+ * fsync error left marked clean but unwritten cannot be fixed from here: see fatalBoots.)
+ */
+function makeDurable(io: JournalFs, dir: string, fd: number): void {
+  io.fdatasync(fd);
+  io.syncDir(dir);
+  io.syncDir(path.dirname(dir));
+}
+
+/**
+ * Journal directories that hit an fsync error, with the boot they happened in. After one, Linux may
+ * have marked the failed pages clean without writing them: the page cache shows a record the disk
+ * does not have, and no later fsync will write it. Only a reboot (a fresh page cache) makes what
+ * recovery reads true again, so the journal is not reopened in the same boot by this process;
+ * registerd exits on JOURNAL_FATAL and its systemd unit reboots the appliance (docs/journal.md).
+ */
+const fatalBoots = new WeakMap<JournalFs, Map<string, string>>();
+
+function bootOf(io: JournalFs): string {
+  return io.bootId?.() ?? 'this-process';
 }
 
 /** Create a directory durably: each missing level is made and its parent's entry synced. */
@@ -503,7 +588,7 @@ function createSegment(
 ): SegmentInfo {
   const name = segmentName(h.index);
   const header = { version: FORMAT_VERSION, ...h };
-  const bytes = Buffer.alloc(Math.max(HEADER_BYTES, preallocateBytes));
+  const bytes = Buffer.alloc(Math.max(FIRST_FRAME_OFFSET, preallocateBytes));
   encodeHeader(header).copy(bytes, 0);
   writeFileAtomic(io, path.join(dir, name), bytes);
   return { index: h.index, name, header };

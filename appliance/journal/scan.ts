@@ -10,7 +10,9 @@ import {
 } from '../../cloud-bridge/protocol/record.js';
 import { CHECKPOINT_FILE, readCheckpoint, type Checkpoint } from './checkpoint.js';
 import {
+  FIRST_FRAME_OFFSET,
   HEADER_BYTES,
+  alignUp,
   decodeHeader,
   findFrameAfter,
   parseSegmentName,
@@ -208,7 +210,13 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
       stop('foreign-file', `unexpected file ${name} in the journal directory`, name);
     }
   }
-  if (indexes.length === 0) return;
+  if (indexes.length === 0) {
+    // A checkpoint with no segment: the records it summarises are gone; starting over at seq 1 in the
+    // same epoch would hand the ledger ids it has already seen.
+    if (io.size(path.join(dir, CHECKPOINT_FILE)) >= 0)
+      stop('segment-gap', 'every segment is gone but the checkpoint is here');
+    return;
+  }
   indexes.sort((a, b) => a - b);
   for (let i = 1; i < indexes.length; i++) {
     if (indexes[i] !== indexes[i - 1]! + 1) {
@@ -257,7 +265,7 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
   // 3. Where to start: the checkpoint, or seq firstSeq of the first segment.
   let expectSeq = first.header.firstSeq;
   let prevHash = expectSeq === 1 ? genesisHash(deviceId, epoch) : undefined;
-  let startAt: Position = { segment: first.index, offset: HEADER_BYTES };
+  let startAt: Position = { segment: first.index, offset: FIRST_FRAME_OFFSET };
   let skipFirst = false;
   const cp = readCheckpoint(io, dir);
   if (cp.kind === 'ok' && (cp.checkpoint.deviceId !== deviceId || cp.checkpoint.epoch !== epoch)) {
@@ -297,7 +305,7 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
     if (seg.index < startAt.segment) continue;
     const file = path.join(dir, seg.name);
     const buf = reader.read(file);
-    let offset = seg.index === startAt.segment ? startAt.offset : HEADER_BYTES;
+    let offset = seg.index === startAt.segment ? startAt.offset : FIRST_FRAME_OFFSET;
     if (seg.index !== startAt.segment && seg.header.firstSeq !== expectSeq) {
       stop('seq-gap', `${seg.name} starts at seq ${seg.header.firstSeq}, expected ${expectSeq}`, seg.name);
     }
@@ -365,7 +373,7 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
       result.lastHash = record.hash;
       result.lastRecordAt = { segment: seg.index, offset };
       expectSeq = record.seq + 1;
-      offset = frame.end;
+      offset = alignUp(frame.end);
     }
     if (skipFirst)
       stop('checkpoint-mismatch', `the checkpoint's record is not at ${seg.name} byte ${offset}`);

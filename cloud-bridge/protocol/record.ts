@@ -38,7 +38,7 @@ const HEX64 = /^[0-9a-f]{64}$/;
  */
 export function canonicalJson(value: unknown): string {
   const keys = new Set<string>();
-  if (!gatherKeys(value, keys)) return canonicalJsonSlow(value);
+  if (prototypePolluted() || !gatherKeys(value, keys)) return canonicalJsonSlow(value);
   const out = JSON.stringify(value, [...keys].sort());
   if (out === undefined) throw new TypeError(`a ${typeof value} has no JSON form`);
   return out;
@@ -63,12 +63,16 @@ function gatherKeys(value: unknown, keys: Set<string>): boolean {
       // members, and toJSON may return anything.
       if (Object.getPrototypeOf(value) !== Object.prototype) return false;
       const obj = value as Record<string, unknown>;
+      const own = Object.getOwnPropertyNames(obj);
+      let enumerable = 0;
       for (const key in obj) {
         if (key === '__proto__' || key === 'toJSON' || !key.isWellFormed()) return false;
+        enumerable++;
         keys.add(key);
         if (!gatherKeys(obj[key], keys)) return false;
       }
-      return true;
+      // A non-enumerable own property would be read through the property list.
+      return enumerable === own.length;
     }
     default:
       return true; // booleans; undefined, functions and symbols are left out as JSON.stringify does
@@ -110,6 +114,12 @@ function canonicalJsonSlow(value: unknown): string {
     default:
       throw new TypeError(`a ${typeof value} has no JSON form`);
   }
+}
+
+/** Something enumerable on Object.prototype would be read from every object through the property list. */
+function prototypePolluted(): boolean {
+  for (const _ in Object.prototype) return true;
+  return false;
 }
 
 /** What JSON.stringify leaves out of objects (and writes as null in arrays). */

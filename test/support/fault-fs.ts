@@ -4,6 +4,8 @@
 // dropped, kept, kept in part, or kept in part followed by a garbage sector; each directory keeps its
 // synced entries plus a random prefix of the changes made since (a journaling file system commits
 // metadata in order), so files created, renamed or removed since the last syncDir may or may not be.
+// A failed fdatasync (injected EIO) behaves as Linux does: the unwritten pages are marked clean, so
+// reads still return the new bytes but no later fdatasync will ever write them.
 import * as path from 'node:path/posix';
 import type { JournalFs, OpenMode } from '../../appliance/journal/fs.js';
 import type { Rng } from './rng.js';
@@ -34,9 +36,10 @@ export class PowerCut extends Error {
   }
 }
 
-function errno(code: string, what: string): NodeJS.ErrnoException {
+function errno(code: string, what: string, syscall = 'fault-fs'): NodeJS.ErrnoException {
   const err = new Error(`${code}: ${what}`) as NodeJS.ErrnoException;
   err.code = code;
+  err.syscall = syscall;
   return err;
 }
 
@@ -80,8 +83,22 @@ export class FaultFs implements JournalFs {
     return this.dead;
   }
 
-  /** The power cut: keep what was durable, mangle the rest, forget every open file. */
+  private boots = 1;
+
+  bootId(): string {
+    return `boot-${this.boots}`;
+  }
+
+  /** The process dies but the machine does not: the page cache (written, unsynced data) survives. */
+  kill(): void {
+    this.fds.clear();
+    this.dead = false;
+    this.clearFaults();
+  }
+
+  /** The power cut: keep what was durable, mangle the rest, forget every open file; a new boot. */
   crash(): void {
+    this.boots++;
     this.crashDir(this.root);
     this.fds.clear();
     this.dead = false;
@@ -110,17 +127,20 @@ export class FaultFs implements JournalFs {
       }
       const fate = this.rng.int(0, 3);
       if (fate === 0) continue; // dropped
-      let bytes = op.data;
-      if (fate >= 2) {
-        const prefix = this.rng.int(0, op.data.length - 1);
-        bytes = op.data.subarray(0, prefix);
-        if (fate === 3) {
-          const junkLength = Math.min(SECTOR, op.data.length - prefix);
-          const junk = this.rng.chance(0.5) ? Buffer.alloc(junkLength) : this.rng.bytes(junkLength);
-          bytes = Buffer.concat([bytes, junk]);
-        }
+      if (fate < 2) {
+        data = writeAt(data, op.at, op.data);
+        continue;
       }
-      data = writeAt(data, op.at, bytes);
+      const prefix = this.rng.int(0, op.data.length - 1);
+      data = writeAt(data, op.at, op.data.subarray(0, prefix));
+      if (fate === 3) {
+        // The sector being written when the power went comes back as junk, all of it: including any
+        // bytes of it before this write began, which is how an unaligned append can damage the record
+        // before it.
+        const sector = Math.floor((op.at + prefix) / SECTOR) * SECTOR;
+        const junk = this.rng.chance(0.5) ? Buffer.alloc(SECTOR) : this.rng.bytes(SECTOR);
+        data = writeAt(data, sector, junk);
+      }
     }
     file.current = data;
     file.durable = Buffer.from(data);
@@ -210,7 +230,12 @@ export class FaultFs implements JournalFs {
 
   fdatasync(fd: number): void {
     const h = this.handle(fd);
-    this.step('fdatasync');
+    try {
+      this.step('fdatasync');
+    } catch (err) {
+      if (!(err instanceof PowerCut)) h.node.pending = [];
+      throw err;
+    }
     h.node.durable = Buffer.from(h.node.current);
     h.node.pending = [];
   }
@@ -312,7 +337,7 @@ export class FaultFs implements JournalFs {
     const i = this.injected.findIndex((f) => f.op === op);
     if (i >= 0) {
       const [f] = this.injected.splice(i, 1);
-      throw errno(f!.code, `injected on ${op}`);
+      throw errno(f!.code, `injected on ${op}`, op);
     }
   }
 

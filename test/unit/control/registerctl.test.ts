@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { main, type Io } from '../../../appliance/control/registerctl.js';
 import { Journal } from '../../../appliance/journal/journal.js';
-import { HEADER_BYTES } from '../../../appliance/journal/format.js';
+import { FIRST_FRAME_OFFSET } from '../../../appliance/journal/format.js';
 import { scanJournal } from '../../../appliance/journal/scan.js';
 import { nodeFs } from '../../../appliance/journal/fs.js';
 import { sale } from '../../support/journal-fixtures.js';
@@ -55,14 +55,14 @@ t.test('journal verify exits 1 with the finding on damage, and never writes', as
   journalWith(dir, 3);
   const seg = path.join(dir, '00000001.seg');
   const bytes = readFileSync(seg);
-  bytes[HEADER_BYTES + 20] ^= 0xff;
+  bytes[FIRST_FRAME_OFFSET + 20] ^= 0xff;
   writeFileSync(seg, bytes);
   const c = capture();
   t.equal(await main(['journal', 'verify', dir], c.io), 1);
   const report = JSON.parse(c.out[0]!);
   t.match(report, {
     ok: false,
-    problem: { finding: 'bad-frame', code: 'JOURNAL_CORRUPT', offset: HEADER_BYTES },
+    problem: { finding: 'bad-frame', code: 'JOURNAL_CORRUPT', offset: FIRST_FRAME_OFFSET },
   });
   t.match(c.err[0], /JOURNAL_CORRUPT/);
   t.same(readFileSync(seg), bytes, 'unchanged');

@@ -3,6 +3,8 @@ import {
   FRAME_OVERHEAD,
   HEADER_BYTES,
   MAX_RECORD_BYTES,
+  SECTOR_BYTES,
+  alignUp,
   decodeHeader,
   encodeFrame,
   encodeHeader,
@@ -48,9 +50,24 @@ t.test('a frame round-trips; short, zero, oversized and bad-CRC frames are told 
 t.test('findFrameAfter finds a whole frame behind garbage, and nothing in a torn tail', async (t) => {
   const a = encodeFrame(Buffer.from('{"a":1}'));
   const b = encodeFrame(Buffer.from('{"b":2}'));
-  const junk = Buffer.from('garbage!');
-  t.equal(findFrameAfter(Buffer.concat([junk, b]), 1), junk.length);
+  const junk = Buffer.alloc(SECTOR_BYTES, 'garbage!');
+  t.equal(findFrameAfter(Buffer.concat([junk, b]), 1), SECTOR_BYTES, 'found on the next sector boundary');
+  t.equal(
+    findFrameAfter(Buffer.concat([Buffer.from('xy'), b]), 1),
+    undefined,
+    'frames only start on boundaries',
+  );
   t.equal(findFrameAfter(Buffer.concat([a.subarray(0, 9), junk]), 1), undefined);
+});
+
+t.test('padded frames fill whole sectors', async (t) => {
+  const frame = encodeFrame(Buffer.from('{"seq":1}'), true);
+  t.equal(frame.length, SECTOR_BYTES);
+  t.equal(readFrame(frame, 0).kind, 'ok');
+  t.equal(encodeFrame('x'.repeat(600), true).length, 2 * SECTOR_BYTES);
+  t.equal(alignUp(0), 0);
+  t.equal(alignUp(1), SECTOR_BYTES);
+  t.equal(alignUp(SECTOR_BYTES), SECTOR_BYTES);
 });
 
 t.test('segment names', async (t) => {

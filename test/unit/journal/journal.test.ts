@@ -1,6 +1,6 @@
 import t from 'tap';
 import { Journal } from '../../../appliance/journal/journal.js';
-import { HEADER_BYTES, encodeHeader, segmentName } from '../../../appliance/journal/format.js';
+import { FIRST_FRAME_OFFSET, alignUp, encodeHeader, segmentName } from '../../../appliance/journal/format.js';
 import { scanJournal } from '../../../appliance/journal/scan.js';
 import { genesisHash, recordHash } from '../../../cloud-bridge/protocol/record.js';
 import { FaultFs } from '../../support/fault-fs.js';
@@ -64,24 +64,25 @@ t.test('segments rotate at the size bound and the chain crosses them', async (t)
 
 t.test('a checkpoint bounds recovery and prune keeps what it must', async (t) => {
   const io = new FaultFs(new Rng(3));
-  const j = openTally(io, { segmentMaxBytes: 1024, checkpointEveryRecords: 25 });
+  const opts = { segmentMaxBytes: 1536, checkpointEveryRecords: 25 };
+  const j = openTally(io, opts);
   for (let i = 1; i <= 60; i++) j.append(sale(i, 50));
   const expected = j.state;
   j.close();
-  const again = openTally(io, { segmentMaxBytes: 1024, checkpointEveryRecords: 25 });
+  const again = openTally(io, opts);
   t.equal(again.recovery.checkpointSeq, 50);
   t.equal(again.recovery.replayed, 10);
   t.same(again.state, expected);
 
   const before = again.segmentCount;
-  // Two records fit in a segment here: seqs 1-10 fill segments 1-5.
+  // Two records (a sector each, after the header's sector) fit in a segment here: seqs 1-10 fill segments 1-5.
   t.equal(again.prune(10), 5, 'whole segments at or below seq 10 go');
   t.equal(again.segmentCount, before - 5);
   t.equal([...again.read()][0]!.seq, 11, 'old records are gone');
   again.prune(60);
   t.equal([...again.read()][0]!.seq, 49, 'pruning stops at the checkpointed record (seq 50)');
   again.close();
-  const third = openTally(io, { segmentMaxBytes: 1024, checkpointEveryRecords: 25 });
+  const third = openTally(io, opts);
   t.same(third.state, expected, 'state comes from the checkpoint once old segments are gone');
   t.equal(third.append(sale(61)).seq, 61);
 });
@@ -117,7 +118,7 @@ t.test('damage before the tail is corruption: refused, copied aside, nothing cha
   const j = openTally(io);
   for (let i = 1; i <= 5; i++) j.append(sale(i));
   j.close();
-  io.corrupt(seg(1), HEADER_BYTES + 30, Buffer.from('X'));
+  io.corrupt(seg(1), FIRST_FRAME_OFFSET + 30, Buffer.from('X'));
   const before = snapshot(io);
   t.throws(() => openTally(io), { code: 'JOURNAL_CORRUPT' });
   t.same(snapshot(io), before, 'the journal directory is untouched');
@@ -128,17 +129,19 @@ t.test('damage before the tail is corruption: refused, copied aside, nothing cha
 
   const scan = scanJournal(io, JOURNAL_DIR, { useCheckpoint: false });
   t.equal(scan.problem?.finding, 'bad-frame');
-  t.equal(scan.problem?.offset, HEADER_BYTES);
+  t.equal(scan.problem?.offset, FIRST_FRAME_OFFSET);
 });
 
 t.test('a damaged frame in a closed segment is corruption even at its end', async (t) => {
   const io = new FaultFs(new Rng(7));
-  const j = openTally(io, { segmentMaxBytes: 600 });
+  const j = openTally(io, { segmentMaxBytes: 1024 });
   for (let i = 1; i <= 12; i++) j.append(sale(i, 60));
   j.close();
-  const size = io.size(seg(1));
-  io.corrupt(seg(1), size - 3, Buffer.from('zzz'));
-  t.throws(() => openTally(io, { segmentMaxBytes: 600 }), { code: 'JOURNAL_CORRUPT' });
+  // One record per segment here; damage the last bytes of segment 1's only record.
+  const data = io.readFile(seg(1));
+  const end = FIRST_FRAME_OFFSET + 8 + data.readUInt32LE(FIRST_FRAME_OFFSET);
+  io.corrupt(seg(1), end - 3, Buffer.from('zzz'));
+  t.throws(() => openTally(io, { segmentMaxBytes: 1024 }), { code: 'JOURNAL_CORRUPT' });
 });
 
 t.test('a content change that keeps the CRC valid still breaks the chain', async (t) => {
@@ -151,13 +154,10 @@ t.test('a content change that keeps the CRC valid still breaks the chain', async
   const forged = { ...r2, events: [{ ...r2.events[0]!, amountMinor: 1 }] };
   const { encodeFrame } = await import('../../../appliance/journal/format.js');
   const data = io.readFile(seg(1));
-  const firstLen = data.readUInt32LE(HEADER_BYTES) + 8;
+  const second = alignUp(FIRST_FRAME_OFFSET + 8 + data.readUInt32LE(FIRST_FRAME_OFFSET));
   io.put(
     seg(1),
-    Buffer.concat([
-      data.subarray(0, HEADER_BYTES + firstLen),
-      encodeFrame(Buffer.from(JSON.stringify(forged))),
-    ]),
+    Buffer.concat([data.subarray(0, second), encodeFrame(Buffer.from(JSON.stringify(forged)), true)]),
   );
   t.throws(() => openTally(io), { code: 'JOURNAL_CORRUPT', message: /hash/ });
 });
@@ -255,10 +255,7 @@ t.test('an fsync error is fatal: never retried, never acknowledged', async (t) =
   t.throws(() => j.append(sale(3)), { code: 'JOURNAL_FATAL' }, 'stays dead');
   io.crash();
   const again = openTally(io);
-  t.ok(
-    again.lastSeq === 1 || again.lastSeq === 2,
-    'reopening recovers; the unacknowledged record may or may not be there',
-  );
+  t.equal(again.lastSeq, 1, 'after the reboot the unacknowledged record is not there');
 });
 
 t.test('bad records are refused before anything is written', async (t) => {
@@ -301,4 +298,60 @@ t.test('Journal.open on a real directory', async (t) => {
   t.equal(again.lastSeq, 1);
   t.equal(again.epoch, 1);
   again.close();
+});
+
+t.test('a checkpoint that cannot be written never fails the append it rides on', async (t) => {
+  const io = new FaultFs(new Rng(14));
+  const j = openTally(io, { checkpointEveryRecords: 2 });
+  j.append(sale(1));
+  io.failNext('syncDir', 'EIO'); // the checkpoint's rename is what needs the directory sync
+  t.equal(j.append(sale(2)).seq, 2, 'acknowledged although its checkpoint failed');
+  t.equal(j.append(sale(3)).seq, 3, 'and the journal goes on');
+  t.equal(j.append(sale(4)).seq, 4);
+  io.capacityBytes = io.usedBytes();
+  t.throws(() => j.checkpoint(), { code: 'JOURNAL_DISK_FULL' }, 'an explicit checkpoint reports it');
+  io.capacityBytes = Infinity;
+  t.equal(j.append(sale(5)).seq, 5);
+});
+
+t.test('segments gone but a checkpoint left: refused, never restarted at seq 1', async (t) => {
+  const io = new FaultFs(new Rng(15));
+  const j = openTally(io, { checkpointEveryRecords: 1 });
+  j.append(sale(1));
+  j.close();
+  io.put(`${JOURNAL_DIR}/${segmentName(1)}`, Buffer.alloc(0));
+  const { unlink } = io;
+  unlink.call(io, `${JOURNAL_DIR}/${segmentName(1)}`);
+  t.throws(() => openTally(io), { code: 'JOURNAL_CORRUPT' });
+});
+
+t.test('a new journal takes newEpoch when no epoch is pinned', async (t) => {
+  const io = new FaultFs(new Rng(16));
+  const j = openTally(io, { epoch: undefined, newEpoch: () => 77 });
+  t.equal(j.epoch, 77);
+  j.append(sale(1));
+  j.close();
+  t.equal(
+    openTally(io, { epoch: undefined, newEpoch: () => 78 }).epoch,
+    77,
+    'an existing journal keeps its own',
+  );
+});
+
+t.test('after an fsync error the journal is not reopened until a reboot', async (t) => {
+  const io = new FaultFs(new Rng(17));
+  let j = openTally(io);
+  j.append(sale(1));
+  io.failNext('fdatasync', 'EIO');
+  t.throws(() => j.append(sale(2)), { code: 'JOURNAL_FATAL' });
+  // Linux may have marked the failed pages clean: the cache shows record 2, the disk may not have it.
+  t.throws(() => openTally(io), { code: 'JOURNAL_FATAL', message: /reboot/ });
+  io.crash();
+  j = openTally(io);
+  t.equal(
+    j.lastSeq,
+    1,
+    'after the reboot, the record whose fsync failed is gone, as it was never acknowledged',
+  );
+  t.equal(j.append(sale(2)).seq, 2);
 });

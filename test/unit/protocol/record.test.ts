@@ -67,3 +67,17 @@ t.test('canonicalJson takes the careful path for what is not plain data', async 
   ];
   for (const c of cases) t.equal(canonicalJson(c), canonicalize(c), JSON.stringify(canonicalize(c)));
 });
+
+t.test('canonicalJson is not fooled by hidden or inherited properties', async (t) => {
+  const hidden = { a: 1 };
+  Object.defineProperty(hidden, 'x', { value: 2, enumerable: false });
+  const withHidden = [{ x: 1 }, hidden];
+  t.equal(canonicalJson(withHidden), canonicalize(withHidden));
+  const proto = Object.prototype as Record<string, unknown>;
+  proto.polluted = 7;
+  try {
+    t.equal(canonicalJson({ a: 1 }), '{"a":1}');
+  } finally {
+    delete proto.polluted;
+  }
+});
