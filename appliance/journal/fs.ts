@@ -133,3 +133,12 @@ export function writeFileAtomic(io: JournalFs, file: string, data: Buffer): void
   io.rename(tmp, file);
   io.syncDir(dir);
 }
+
+/** Create a directory durably: each missing level is made and its parent's entry fsync'd. */
+export function ensureDurableDir(io: JournalFs, dir: string): void {
+  if (io.size(dir) >= 0) return;
+  const parent = path.dirname(dir);
+  if (parent !== dir) ensureDurableDir(io, parent);
+  io.mkdirp(dir);
+  io.syncDir(parent);
+}

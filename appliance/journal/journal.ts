@@ -23,7 +23,7 @@ import {
   readFrame,
   segmentName,
 } from './format.js';
-import { nodeFs, writeFileAtomic, type JournalFs } from './fs.js';
+import { ensureDurableDir, nodeFs, writeFileAtomic, type JournalFs } from './fs.js';
 import {
   DECISIONS,
   endOfData,
@@ -167,7 +167,7 @@ export class Journal<S = undefined> {
         'this journal had an fsync error in this boot: reboot before reopening it',
       );
     }
-    ensureDir(io, opts.dir);
+    ensureDurableDir(io, opts.dir);
 
     let state = reducer.initial();
     const scan = scanJournal(io, opts.dir, {
@@ -262,7 +262,7 @@ export class Journal<S = undefined> {
       const copy = path.join(qdir, `${problem.file}.${problem.offset ?? 0}.bad`);
       try {
         if (io.size(copy) < 0) {
-          ensureDir(io, qdir);
+          ensureDurableDir(io, qdir);
           writeFileAtomic(io, copy, io.readFile(path.join(opts.dir, problem.file)));
         }
         details.copy = copy;
@@ -564,15 +564,6 @@ const fatalBoots = new WeakMap<JournalFs, Map<string, string>>();
 
 function bootOf(io: JournalFs): string {
   return io.bootId?.() ?? 'this-process';
-}
-
-/** Create a directory durably: each missing level is made and its parent's entry synced. */
-function ensureDir(io: JournalFs, dir: string): void {
-  if (io.size(dir) >= 0) return;
-  const parent = path.dirname(dir);
-  if (parent !== dir) ensureDir(io, parent);
-  io.mkdirp(dir);
-  io.syncDir(parent);
 }
 
 /**

@@ -377,7 +377,9 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
     }
     if (skipFirst)
       stop('checkpoint-mismatch', `the checkpoint's record is not at ${seg.name} byte ${offset}`);
-    result.end = { segment: seg.index, offset: Math.min(offset, buf.length) };
+    // Aligned even when the file stops short of the boundary (a write cut in its padding): the next
+    // frame starts on a sector boundary, the gap reads as zeros.
+    result.end = { segment: seg.index, offset };
   }
   const c = result.checkpoint;
   if (c && !opts.useCheckpoint && c.seq > result.lastSeq) {

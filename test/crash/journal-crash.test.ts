@@ -19,6 +19,8 @@ import { JOURNAL_DIR, openTally, tally, type TallyState } from '../support/journ
 const SCENARIOS = Number(process.env.CRASH_SCENARIOS ?? 2000);
 const BASE = Number(process.env.CRASH_SEED_BASE ?? 1);
 const ONLY = process.env.CRASH_SEED === undefined ? undefined : Number(process.env.CRASH_SEED);
+/** CRASH_TRACE=1 with CRASH_SEED: print each step of the scenario to stderr. */
+const trace = process.env.CRASH_TRACE ? (...a: unknown[]) => console.error(...a) : () => {};
 
 class Violation extends Error {}
 
@@ -76,6 +78,7 @@ function runScenario(seed: number, stats: Stats): void {
   };
 
   const check = (j: Journal<TallyState>): void => {
+    trace(`  recovered ${JSON.stringify(j.recovery)}`);
     if (j.recovery.truncatedBytes > 0) stats.tornTails++;
     const records = [...j.read()];
     const lastAcked = acked.length ? acked[acked.length - 1]!.seq : 0;
@@ -136,6 +139,7 @@ function runScenario(seed: number, stats: Stats): void {
       'disk-full',
       'eio',
     ]);
+    trace(`step ${step}: ${action}, lastSeq ${j.lastSeq}, segments ${j.segmentCount}`);
     if (action === 'restart') {
       j.close();
       j = openTally(io, opts);
@@ -186,6 +190,7 @@ function runScenario(seed: number, stats: Stats): void {
         }
         inFlight = undefined;
         stats.acked++;
+        trace(`  acked ${acked[acked.length - 1]!.seq} (segments ${j.segmentCount})`);
         if (j.segmentCount > segments) stats.rotations++;
       }
       // The power may have gone in a checkpoint the journal rightly shrugged off: the machine is down.
@@ -204,6 +209,7 @@ function runScenario(seed: number, stats: Stats): void {
           must(isRegisterError(reopen, 'JOURNAL_FATAL'), `reopen refused with ${String(reopen)}`);
         }
       } else must(io.isDead || err instanceof PowerCut, `unexpected error: ${String(err)}`);
+      trace(`  error ${String(err)}; dead ${io.isDead}`);
       if (io.isDead && rng.chance(0.3)) {
         // Only the process died (SIGKILL, OOM): the page cache lives on, unsynced writes and all, and
         // the next process recovers from it. The power cut comes later, at the end of the scenario.

@@ -355,3 +355,23 @@ t.test('after an fsync error the journal is not reopened until a reboot', async 
   );
   t.equal(j.append(sale(2)).seq, 2);
 });
+
+t.test('a write cut short in its padding still leaves the next record on a sector boundary', async (t) => {
+  const io = new FaultFs(new Rng(18));
+  const j = openTally(io, { segmentMaxBytes: 4096 });
+  j.append(sale(1));
+  j.close();
+  // A process killed while a full disk cut its last write short in the zero padding: the frame is
+  // whole, the file ends before the sector boundary.
+  const file = seg(1);
+  const data = io.readFile(file);
+  const frameEnd = FIRST_FRAME_OFFSET + 8 + data.readUInt32LE(FIRST_FRAME_OFFSET);
+  io.put(file, data.subarray(0, frameEnd + 10));
+  const again = openTally(io, { segmentMaxBytes: 4096 });
+  t.equal(again.lastSeq, 1);
+  again.append(sale(2));
+  again.close();
+  const verify = scanJournal(io, JOURNAL_DIR, { useCheckpoint: false });
+  t.equal(verify.problem, undefined, 'every frame is where a reader looks for it');
+  t.equal(verify.lastSeq, 2);
+});
