@@ -1,0 +1,182 @@
+#!/usr/bin/env node
+// registerd: the register daemon. Recovers the journal, loads the cached catalog and cashier list,
+// answers the control socket, and settles any card payment a crash left open before taking new work.
+//   registerd --config FILE      (or REGISTER_CONFIG=FILE)
+import { randomInt } from 'node:crypto';
+import { realpathSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { LowSync } from 'lowdb';
+import { loadConfig, type Config } from './config.js';
+import { RegisterError, isRegisterError } from './errors.js';
+import { jsonLogger, type Logger } from './log.js';
+import { systemClock, type Clock } from './clock.js';
+import { Journal } from './journal/journal.js';
+import { openDurableJson } from './store/durable-json.js';
+import { ControlServer } from './control/server.js';
+import { CatalogSchema, type Catalog } from './till/catalog.js';
+import { CashierListSchema, type CashierList } from './till/cashiers.js';
+import { SimulatedCardTerminal, type CardTerminal } from './till/card.js';
+import { Register } from './till/register.js';
+import { registerReducer, type RegisterState } from './till/state.js';
+
+/** Exit status after an fsync error: the unit reboots the appliance on it (docs/journal.md). */
+export const EXIT_JOURNAL_FATAL = 75;
+/** Exit status for a configuration that cannot be used (sysexits EX_CONFIG). */
+export const EXIT_CONFIG = 78;
+
+export interface Daemon {
+  register: Register;
+  journal: Journal<RegisterState>;
+  server: ControlServer;
+  socketPath: string;
+  stop(): Promise<void>;
+}
+
+export interface DaemonOptions {
+  clock?: Clock;
+  terminal?: CardTerminal;
+  log?: Logger;
+  /** Called when the journal hits an unrecoverable error (the process should exit). */
+  onFatal?: (err: RegisterError) => void;
+}
+
+function openStore<T>(file: string, validate: (d: unknown) => T, log: Logger): LowSync<T | null> {
+  return openDurableJson<T | null>(file, {
+    validate: (d) => validate(d),
+    defaultData: null,
+    onFallback: (reason) => log.warn({ file, reason }, 'using the previous copy'),
+  });
+}
+
+/** Install a seed document when nothing newer is cached (first boot, the demo). */
+function seed<T extends { version: number }>(
+  db: LowSync<T | null>,
+  file: string | undefined,
+  validate: (d: unknown) => T,
+  log: Logger,
+): void {
+  if (!file) return;
+  const doc = openDurableJson<T | null>(file, { validate, defaultData: null }).data;
+  if (!doc) throw new RegisterError('CONFIG_INVALID', `config: seed file ${file} is missing`);
+  if (db.data && db.data.version >= doc.version) return;
+  db.data = doc;
+  db.write();
+  log.info({ file, version: doc.version }, 'installed seed document');
+}
+
+export async function startRegisterd(config: Config, opts: DaemonOptions = {}): Promise<Daemon> {
+  const log = opts.log ?? jsonLogger('registerd');
+  const clock = opts.clock ?? systemClock({ assumeTrusted: config.clock.assumeTrusted });
+  const started = performance.now();
+  const journal = Journal.open<RegisterState>({
+    dir: path.join(config.stateDir, 'journal'),
+    deviceId: config.deviceId,
+    epoch: config.epoch,
+    newEpoch: () => randomInt(1, 2 ** 32 - 1),
+    clock,
+    reducer: registerReducer,
+    segmentMaxBytes: config.journal.segmentMaxBytes,
+    checkpointEveryRecords: config.journal.checkpointEveryRecords,
+    log,
+  });
+  log.info(
+    { ...journal.recovery, epoch: journal.epoch, ms: Math.round(performance.now() - started) },
+    journal.recovery.created ? 'journal created' : 'journal recovered',
+  );
+
+  const catalog = openStore<Catalog>(
+    path.join(config.stateDir, 'catalog.json'),
+    (d) => CatalogSchema.parse(d),
+    log,
+  );
+  const cashiers = openStore<CashierList>(
+    path.join(config.stateDir, 'cashiers.json'),
+    (d) => CashierListSchema.parse(d),
+    log,
+  );
+  seed(catalog, config.seed.catalogFile, (d) => CatalogSchema.parse(d), log);
+  seed(cashiers, config.seed.cashiersFile, (d) => CashierListSchema.parse(d), log);
+
+  let publish: (state: unknown) => void = () => {};
+  const register = new Register({
+    journal,
+    catalog: () => catalog.data ?? undefined,
+    cashiers: () => cashiers.data ?? undefined,
+    devices: { terminal: opts.terminal ?? new SimulatedCardTerminal() },
+    clock,
+    limits: config.till,
+    log,
+    onChange: () => publish(register.status()),
+  });
+  const socketPath = path.join(config.stateDir, 'control.sock');
+  const server = new ControlServer({
+    socketPath,
+    log,
+    stateSnapshot: () => register.status(),
+    dispatch: async (method, params) => {
+      try {
+        return await register.execute(method, params);
+      } catch (err) {
+        if (isRegisterError(err, 'JOURNAL_FATAL')) opts.onFatal?.(err);
+        throw err;
+      }
+    },
+  });
+  publish = (state) => server.publish(state);
+  await register.recover();
+  await server.start();
+  log.info({ socket: socketPath, deviceId: config.deviceId, lastSeq: journal.lastSeq }, 'ready');
+  return {
+    register,
+    journal,
+    server,
+    socketPath,
+    async stop() {
+      await server.stop();
+      journal.close();
+      log.info({}, 'stopped');
+    },
+  };
+}
+
+function usage(): never {
+  throw new RegisterError('USAGE', 'usage: registerd --config FILE (or REGISTER_CONFIG=FILE)');
+}
+
+export async function main(argv: string[], env = process.env): Promise<void> {
+  const log = jsonLogger('registerd');
+  let file = env.REGISTER_CONFIG;
+  if (argv[0] === '--config') file = argv[1] ?? usage();
+  else if (argv.length) usage();
+  if (!file) usage();
+  let daemon: Daemon;
+  try {
+    daemon = await startRegisterd(loadConfig(file, env), {
+      log,
+      onFatal: (err) => {
+        log.error({ alarm: 'journal', code: err.code }, 'journal failed: exiting for a reboot');
+        process.exit(EXIT_JOURNAL_FATAL);
+      },
+    });
+  } catch (err) {
+    log.error(
+      { code: (err as RegisterError).code, err: String((err as Error)?.message ?? err) },
+      'cannot start',
+    );
+    process.exit(isRegisterError(err, 'CONFIG_INVALID') || isRegisterError(err, 'USAGE') ? EXIT_CONFIG : 1);
+  }
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await daemon.stop();
+    process.exit(0);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+  void main(process.argv.slice(2));
+}

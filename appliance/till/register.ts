@@ -1,0 +1,289 @@
+// The register: commands in, one durable journal record each, answers out. It owns the journal (the
+// single writer), runs card payments as request-record → terminal → result-record so a crash can
+// never charge twice, and does device work (printing, the drawer) only after a record is durable.
+import { v7 as uuidv7 } from 'uuid';
+import { RegisterError, isRegisterError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import type { Clock } from '../clock.js';
+import type { Journal } from '../journal/journal.js';
+import type { Catalog } from './catalog.js';
+import type { CashierList } from './cashiers.js';
+import type { CardTerminal } from './card.js';
+import * as cmd from './commands.js';
+import { expectedCash, type RegisterState } from './state.js';
+
+export interface Devices {
+  terminal: CardTerminal;
+  /** Print a receipt document; a failure never fails the sale (the receipt stays reprintable). */
+  print?: (receipt: ReturnType<typeof cmd.receiptDoc>) => Promise<void>;
+  kickDrawer?: () => Promise<void>;
+}
+
+export interface RegisterOptions {
+  journal: Journal<RegisterState>;
+  /** The cached catalog and cashier list; functions, because the cloud may replace them at any time. */
+  catalog: () => Catalog | undefined;
+  cashiers: () => CashierList | undefined;
+  devices: Devices;
+  clock: Clock;
+  limits?: Partial<cmd.TillLimits>;
+  /** Randomness for ids (tests pass a seeded one). */
+  random?: () => Uint8Array;
+  log?: Logger;
+  /** Called after every change of state (the control socket pushes it to subscribers). */
+  onChange?: () => void;
+}
+
+/** The methods of the control socket ◆ (docs/control-protocol.md). */
+export const METHODS = Object.keys(cmd.Params) as cmd.Method[];
+
+export class Register {
+  private readonly limits: cmd.TillLimits;
+  private readonly log: Logger;
+  private lastPrintError: string | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly opts: RegisterOptions) {
+    this.limits = { ...cmd.DEFAULT_LIMITS, ...opts.limits };
+    this.log = opts.log ?? silentLogger;
+  }
+
+  get state(): RegisterState {
+    return this.opts.journal.state;
+  }
+
+  /**
+   * Run one control-socket method. Commands run one at a time, in arrival order, across all clients:
+   * the journal has a single writer and a card payment spans two records.
+   */
+  execute(method: string, params: unknown): Promise<unknown> {
+    const run = this.queue.then(() => this.dispatch(method, params));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** After a restart: settle a card request the crash left open, by asking the terminal (Invariant 3). */
+  async recover(): Promise<void> {
+    await this.execute('__recover', {});
+  }
+
+  status() {
+    const s = this.state;
+    const j = this.opts.journal;
+    return {
+      deviceId: j.deviceId,
+      epoch: j.epoch,
+      lastSeq: j.lastSeq,
+      clockTrusted: this.opts.clock.trusted(),
+      catalogVersion: this.opts.catalog()?.version ?? null,
+      cashiersVersion: this.opts.cashiers()?.version ?? null,
+      session: s.session,
+      shift: s.shift
+        ? {
+            shiftId: s.shift.shiftId,
+            openedAt: s.shift.openedAt,
+            openedBy: s.shift.openedBy,
+            expectedCashMinor: expectedCash(s.shift),
+          }
+        : null,
+      sale: cmd.saleView(s),
+      pendingCard: s.pendingCard,
+      receiptNo: s.receiptNo,
+      zNo: s.zNo,
+      printer: this.lastPrintError ? { ok: false, error: this.lastPrintError } : { ok: true },
+    };
+  }
+
+  private context(): cmd.CommandContext {
+    const catalog = this.opts.catalog();
+    const cashiers = this.opts.cashiers();
+    if (!catalog) throw new RegisterError('NO_CATALOG', 'no catalog yet: the register has never been synced');
+    if (!cashiers)
+      throw new RegisterError('NO_CASHIERS', 'no cashier list yet: the register has never been synced');
+    const nowMs = this.opts.clock.nowMs();
+    const random = this.opts.random;
+    return {
+      nowMs,
+      catalog,
+      cashiers,
+      limits: this.limits,
+      newId: () => uuidv7({ msecs: nowMs, ...(random ? { rng: random } : {}) }),
+    };
+  }
+
+  private async dispatch(method: string, raw: unknown): Promise<unknown> {
+    const s = this.state;
+    switch (method) {
+      case '__recover':
+        return this.settlePendingCard();
+      case 'status':
+        cmd.parseParams('status', raw);
+        return this.status();
+      case 'shift.report':
+        cmd.parseParams('shift.report', raw);
+        return cmd.xReport(s);
+      case 'receipt.get': {
+        const p = cmd.parseParams('receipt.get', raw);
+        const no = p.receiptNo ?? s.saleReceipt[p.saleId!];
+        if (no === undefined)
+          throw new RegisterError('RECEIPT_NOT_FOUND', `no sale ${p.saleId} on this register`);
+        return { receipt: cmd.receiptDoc(s, no, this.context()) };
+      }
+      case 'sale.tender': {
+        const p = cmd.parseParams('sale.tender', raw);
+        const ctx = this.context();
+        if (p.kind === 'cash') return this.commit(cmd.tenderCash(s, p.amountMinor, ctx));
+        return this.cardTender(p.amountMinor, ctx);
+      }
+      case 'sale.refund':
+        return this.refund(cmd.parseParams('sale.refund', raw));
+    }
+    const decide = DECIDERS[method as keyof typeof DECIDERS];
+    if (!decide) throw new RegisterError('UNKNOWN_METHOD', `no method ${method}`, { method });
+    const params = cmd.parseParams(method as cmd.Method, raw);
+    return this.commit(decide(s, params as never, this.context()));
+  }
+
+  /** Write a decision's record, then answer and do its device work. */
+  private async commit(decision: cmd.Decision): Promise<unknown> {
+    if (decision.events.length) this.opts.journal.append(decision.events);
+    this.opts.onChange?.();
+    if (decision.refusal) throw decision.refusal;
+    await this.effects(decision.effects ?? []);
+    return decision.answer?.(this.state) ?? { ok: true };
+  }
+
+  private async effects(effects: cmd.Effect[]): Promise<void> {
+    for (const effect of effects) {
+      try {
+        if (effect.kind === 'drawer') await this.opts.devices.kickDrawer?.();
+        else if (this.opts.devices.print) {
+          await this.opts.devices.print(cmd.receiptDoc(this.state, effect.receiptNo, this.context()));
+          this.lastPrintError = null;
+        }
+      } catch (err) {
+        // The sale is durable; the receipt waits for a reprint and the cashier sees the printer state.
+        this.lastPrintError = String((err as Error)?.message ?? err);
+        this.log.warn({ effect: effect.kind, err: this.lastPrintError }, 'device effect failed');
+        this.opts.onChange?.();
+      }
+    }
+  }
+
+  private async cardTender(amountMinor: number | undefined, ctx: cmd.CommandContext): Promise<unknown> {
+    const request = cmd.cardRequest(this.state, amountMinor, ctx);
+    this.opts.journal.append(request.events); // journaled before the terminal hears of it
+    this.opts.onChange?.();
+    const sale = this.state.sale!;
+    let result: import('./card.js').CardOutcome;
+    try {
+      result = await this.opts.devices.terminal.pay({
+        txn: request.txn,
+        amountMinor: request.amountMinor,
+        currency: sale.currency,
+      });
+    } catch (err) {
+      // Outcome unknown (timeout, link lost): ask before anything else, and leave it open if we cannot.
+      this.log.warn({ txn: request.txn, err: String(err) }, 'card request failed; asking the terminal');
+      const settled = await this.settlePendingCard();
+      if (!settled)
+        throw new RegisterError('CARD_PENDING', 'the terminal did not answer; the payment is being checked');
+      return settled;
+    }
+    return this.commit(cmd.cardResult(this.state, request.txn, result, this.context()));
+  }
+
+  /** Ask the terminal what became of the open card request and journal it. */
+  private async settlePendingCard(): Promise<unknown> {
+    const pending = this.state.pendingCard;
+    if (!pending) return null;
+    let query: import('./card.js').CardQuery;
+    try {
+      query = await this.opts.devices.terminal.query(pending.txn);
+    } catch (err) {
+      this.log.warn({ txn: pending.txn, err: String(err) }, 'terminal unreachable: card request stays open');
+      return null;
+    }
+    if (query.state === 'in_progress') return null;
+    const result =
+      query.state === 'final'
+        ? query.result
+        : {
+            outcome: 'cancelled' as const,
+            mode: 'online' as const,
+            message: 'the terminal never received the request',
+          };
+    this.log.info({ txn: pending.txn, outcome: result.outcome }, 'card request settled');
+    if (pending.refundId) {
+      this.opts.journal.append([{ type: 'card.result', txn: pending.txn, ...result }]);
+      this.opts.onChange?.();
+      return { refundId: pending.refundId, outcome: result.outcome };
+    }
+    try {
+      return await this.commit(cmd.cardResult(this.state, pending.txn, result, this.context()));
+    } catch (err) {
+      if (isRegisterError(err, 'CARD_DECLINED')) return { outcome: result.outcome };
+      throw err;
+    }
+  }
+
+  private async refund(p: cmd.ParamsOf<'sale.refund'>): Promise<unknown> {
+    const s = this.state;
+    const ctx = this.context();
+    cmd.refundPlan(s, p); // refuse early, before asking a manager or a terminal
+    const approvedBy = cmd.approveRefund(s, ctx, p.approval);
+    const refundId = ctx.newId();
+    const plan = cmd.refundPlan(s, p);
+    if (p.tender === 'cash') {
+      return this.commit(
+        cmd.refundEvent(s, p, ctx, approvedBy, refundId, { kind: 'cash', amountMinor: plan.amountMinor }),
+      );
+    }
+    const txn = ctx.newId();
+    this.opts.journal.append([
+      { type: 'card.requested', txn, refundId, amountMinor: plan.amountMinor, currency: plan.sale.currency },
+    ]);
+    const result = await this.opts.devices.terminal.refund({
+      txn,
+      amountMinor: plan.amountMinor,
+      currency: plan.sale.currency,
+    });
+    const resultEvent = { type: 'card.result', txn, ...result };
+    if (result.outcome !== 'approved') {
+      this.opts.journal.append([resultEvent]);
+      this.opts.onChange?.();
+      throw new RegisterError('CARD_DECLINED', result.message ?? `card refund ${result.outcome}`);
+    }
+    const tender = {
+      kind: 'card' as const,
+      amountMinor: plan.amountMinor,
+      txn,
+      mode: result.mode,
+      authCode: result.authCode,
+      maskedPan: result.maskedPan,
+      brand: result.brand,
+    };
+    const decision = cmd.refundEvent(this.state, p, ctx, approvedBy, refundId, tender);
+    return this.commit({ ...decision, events: [resultEvent, ...decision.events] });
+  }
+}
+
+/** The commands that are one decision and one record. */
+const DECIDERS = {
+  'cashier.login': cmd.login,
+  'cashier.logout': cmd.logout,
+  'shift.open': cmd.openShiftCmd,
+  'shift.close': cmd.closeShift,
+  'sale.scan': cmd.scan,
+  'sale.add': cmd.add,
+  'sale.setQty': cmd.setQty,
+  'sale.voidLine': cmd.voidLine,
+  'sale.discount': cmd.discount,
+  'sale.cancel': cmd.cancel,
+  'cash.payout': cmd.payout,
+  'cash.paidIn': cmd.paidIn,
+  'drawer.open': cmd.noSale,
+  'receipt.reprint': cmd.reprint,
+} satisfies Partial<
+  Record<cmd.Method, (s: RegisterState, p: never, ctx: cmd.CommandContext) => cmd.Decision>
+>;
