@@ -134,6 +134,7 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
     socketPath,
     async stop() {
       await server.stop();
+      await register.drain(); // a command already running finishes and is journaled before the close
       journal.close();
       log.info({}, 'stopped');
     },

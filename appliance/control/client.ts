@@ -58,7 +58,9 @@ export function callControl(
           finish(() => reject(new RegisterError('CONTROL_BAD_RESPONSE', `not JSON: ${line.slice(0, 80)}`)));
           return;
         }
-        if (msg.id !== id) continue; // pushed events and other chatter
+        // Pushed events and other chatter are skipped; a refusal of the connection itself (BUSY,
+        // LINE_TOO_LONG) carries no id and is ours too.
+        if (msg.id !== id && !(msg.id === null && msg.error)) continue;
         finish(() => resolve(msg.error ? { ok: false, error: msg.error } : { ok: true, result: msg.result }));
         return;
       }

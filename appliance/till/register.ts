@@ -62,6 +62,11 @@ export class Register {
     return run;
   }
 
+  /** Resolves once every command accepted so far has finished (for a clean stop). */
+  async drain(): Promise<void> {
+    await this.queue;
+  }
+
   /** After a restart: settle a card request the crash left open, by asking the terminal (Invariant 3). */
   async recover(): Promise<void> {
     await this.execute('__recover', {});
