@@ -43,6 +43,8 @@ export const CatalogSchema = z
   .object({
     version: z.number().int().min(1),
     storeId: z.string().min(1).max(64),
+    /** Printed at the top of receipts. */
+    storeName: z.string().min(1).max(60).optional(),
     currency: z.string().regex(/^[A-Z]{3}$/),
     tax: TaxRulesSchema,
     products: z.array(ProductSchema).max(100_000),

@@ -54,6 +54,8 @@ export interface CommandContext {
   limits: TillLimits;
   /** A new unique id (UUIDv7) for sales, shifts, refunds and card transactions. */
   newId: () => string;
+  /** The ledger has acknowledged records up to this seq; later receipts print as offline. */
+  syncedThroughSeq: number;
 }
 
 /** What a command decided: the events of its one record, and what to answer. */
@@ -871,11 +873,18 @@ export interface ReceiptLine {
 }
 
 /** The structured receipt: what the printer prints and the fleet page shows. */
-export function receiptDoc(s: RegisterState, receiptNo: number, ctx: Pick<CommandContext, 'catalog'>) {
+export function receiptDoc(
+  s: RegisterState,
+  receiptNo: number,
+  ctx: Pick<CommandContext, 'catalog' | 'syncedThroughSeq'>,
+) {
   const doc = s.receipts[receiptNo];
   if (!doc) throw new RegisterError('RECEIPT_NOT_FOUND', `no receipt ${receiptNo} on this register`);
   const common = {
+    /** Not yet in the ledger's books: the receipt says so. */
+    offline: doc.seq > ctx.syncedThroughSeq,
     storeId: ctx.catalog.storeId,
+    storeName: ctx.catalog.storeName ?? ctx.catalog.storeId,
     receiptNo,
     time: doc.ts,
     clock: doc.clock,

@@ -32,6 +32,8 @@ export interface RegisterOptions {
   log?: Logger;
   /** Called after every change of state (the control socket pushes it to subscribers). */
   onChange?: () => void;
+  /** The highest seq the ledger has acknowledged (the cloud bridge knows); 0 until it is wired in. */
+  syncedThroughSeq?: () => number;
 }
 
 /** The methods of the control socket ◆ (docs/control-protocol.md). */
@@ -113,6 +115,7 @@ export class Register {
       cashiers,
       limits: this.limits,
       newId: () => uuidv7({ msecs: nowMs, ...(random ? { rng: random } : {}) }),
+      syncedThroughSeq: this.opts.syncedThroughSeq?.() ?? 0,
     };
   }
 

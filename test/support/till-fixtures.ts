@@ -39,6 +39,8 @@ export function makeRegister(opts: { seed?: number; io?: FaultFs; catalog?: Cata
       fs: io,
       clock,
       reducer: registerReducer,
+      // The fault-injecting file system copies whole files on each write: keep segments small.
+      segmentMaxBytes: 64 * 1024,
     });
   const journal = open();
   const register = new Register({
