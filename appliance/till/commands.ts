@@ -401,10 +401,26 @@ function addLine(
 export function findByCode(catalog: Catalog, code: string): Product {
   const n = normalizeBarcode(code);
   if (!n.ok) throw new RegisterError('BAD_BARCODE', n.message, { code, reason: n.reason });
-  const keys = new Set(barcodeKeys(n.code));
-  const product = catalog.products.find((p) => p.barcodes.some((b) => keys.has(b)) || keys.has(p.sku));
-  if (!product) throw new RegisterError('UNKNOWN_BARCODE', `no product for ${n.code}`, { code: n.code });
-  return product;
+  const index = codeIndex(catalog);
+  for (const key of barcodeKeys(n.code)) {
+    const product = index.get(key);
+    if (product) return product;
+  }
+  throw new RegisterError('UNKNOWN_BARCODE', `no product for ${n.code}`, { code: n.code });
+}
+
+/** Barcodes (and SKUs, for keyed entry) to products, built once per catalog version held in memory. */
+const codeIndexes = new WeakMap<Catalog, Map<string, Product>>();
+function codeIndex(catalog: Catalog): Map<string, Product> {
+  let index = codeIndexes.get(catalog);
+  if (!index) {
+    index = new Map();
+    for (const p of catalog.products) if (!index.has(p.sku)) index.set(p.sku, p);
+    // Barcodes win over SKUs: a scanned code is what the shelf says.
+    for (const p of catalog.products) for (const b of p.barcodes) index.set(b, p);
+    codeIndexes.set(catalog, index);
+  }
+  return index;
 }
 
 export function scan(s: RegisterState, p: ParamsOf<'sale.scan'>, ctx: CommandContext): Decision {
