@@ -29,6 +29,7 @@ export const ConfigSchema = z
         /** Checkpoint every 5,000 records: bounds a restart's replay to well under a second. */
         checkpointEveryRecords: z.number().int().min(0).max(1_000_000).default(5000),
       })
+      .strict()
       .prefault({}),
     till: z
       .object({
@@ -40,22 +41,29 @@ export const ConfigSchema = z
         maxQty: z.number().int().min(1).max(100_000).default(DEFAULT_LIMITS.maxQty),
         maxCashMinor: z.number().int().min(1).default(DEFAULT_LIMITS.maxCashMinor),
       })
+      .strict()
       .prefault({}),
     clock: z
       .object({
         /** Trust the wall clock without an NTP sync (development machines with an RTC). */
         assumeTrusted: z.boolean().default(false),
       })
+      .strict()
       .prefault({}),
     /** A catalog and cashier list to start from when none has been synced yet (demo, first boot). */
     seed: z
       .object({ catalogFile: z.string().min(1).optional(), cashiersFile: z.string().min(1).optional() })
+      .strict()
       .prefault({}),
     devices: z
       .object({
         /** Until the device drivers land, the card terminal is simulated in-process. */
-        terminal: z.object({ kind: z.literal('simulated') }).prefault({ kind: 'simulated' }),
+        terminal: z
+          .object({ kind: z.literal('simulated') })
+          .strict()
+          .prefault({ kind: 'simulated' }),
       })
+      .strict()
       .prefault({}),
   })
   .strict();
@@ -87,8 +95,11 @@ export function parseConfig(
     throw new RegisterError('CONFIG_INVALID', `config: ${field}: ${issue.message}`, { field });
   }
   const c = parsed.data;
-  // Paths in the file are relative to the file.
-  c.stateDir = path.resolve(baseDir, c.stateDir);
+  // Paths in the file are relative to the file; one from the environment, to the working directory
+  // (as registerctl reads it).
+  c.stateDir = env.REGISTER_STATE_DIR
+    ? path.resolve(env.REGISTER_STATE_DIR)
+    : path.resolve(baseDir, c.stateDir);
   if (c.seed.catalogFile) c.seed.catalogFile = path.resolve(baseDir, c.seed.catalogFile);
   if (c.seed.cashiersFile) c.seed.cashiersFile = path.resolve(baseDir, c.seed.cashiersFile);
   return c;

@@ -3,7 +3,7 @@
 // answers the control socket, and settles any card payment a crash left open before taking new work.
 //   registerd --config FILE      (or REGISTER_CONFIG=FILE)
 import { randomInt } from 'node:crypto';
-import { realpathSync } from 'node:fs';
+import { mkdirSync, realpathSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { LowSync } from 'lowdb';
@@ -57,7 +57,15 @@ function seed<T extends { version: number }>(
   log: Logger,
 ): void {
   if (!file) return;
-  const doc = openDurableJson<T | null>(file, { validate, defaultData: null }).data;
+  let doc: T | null;
+  try {
+    doc = openDurableJson<T | null>(file, { validate, defaultData: null }).data;
+  } catch (err) {
+    throw new RegisterError(
+      'CONFIG_INVALID',
+      `config: seed file ${file} cannot be used: ${(err as Error).message}`,
+    );
+  }
   if (!doc) throw new RegisterError('CONFIG_INVALID', `config: seed file ${file} is missing`);
   if (db.data && db.data.version >= doc.version) return;
   db.data = doc;
@@ -69,6 +77,8 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
   const log = opts.log ?? jsonLogger('registerd');
   const clock = opts.clock ?? systemClock({ assumeTrusted: config.clock.assumeTrusted });
   const started = performance.now();
+  // The state dir holds the control socket: only registerd's user and group may reach into it.
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
   const journal = Journal.open<RegisterState>({
     dir: path.join(config.stateDir, 'journal'),
     deviceId: config.deviceId,
@@ -147,12 +157,12 @@ function usage(): never {
 
 export async function main(argv: string[], env = process.env): Promise<void> {
   const log = jsonLogger('registerd');
-  let file = env.REGISTER_CONFIG;
-  if (argv[0] === '--config') file = argv[1] ?? usage();
-  else if (argv.length) usage();
-  if (!file) usage();
   let daemon: Daemon;
   try {
+    let file = env.REGISTER_CONFIG;
+    if (argv[0] === '--config') file = argv[1] ?? usage();
+    else if (argv.length) usage();
+    if (!file) usage();
     daemon = await startRegisterd(loadConfig(file, env), {
       log,
       onFatal: (err) => {

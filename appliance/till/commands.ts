@@ -188,11 +188,30 @@ function approve(
   if (me.role === 'manager') return me.cashierId;
   if (!approval) throw new RegisterError('MANAGER_REQUIRED', `${what} needs a manager's approval`);
   const manager = findCashier(ctx, approval.managerId);
+  const failures = manager ? s.pinFailures[manager.id] : undefined;
+  if (manager && (failures?.lockedUntilMs ?? 0) > ctx.nowMs) {
+    throw new RegisterError('LOCKED_OUT', `${manager.name} is locked out after wrong PINs`);
+  }
   const ok = verifyPin(approval.pin, manager?.pinHash ?? DECOY_HASH);
   if (!manager || !ok || manager.role !== 'manager') {
-    throw new RegisterError('APPROVAL_REFUSED', `${what}: not approved (manager id or PIN wrong)`);
+    // A wrong manager PIN counts towards that manager's lockout like a wrong login, and is journaled
+    // (register.ts writes the event carried in `details.journal`): approvals are no side door for guessing.
+    const details: Record<string, unknown> = {};
+    if (manager && !ok) {
+      const count = (failures?.lockedUntilMs ?? 0) > 0 ? 1 : (failures?.count ?? 0) + 1;
+      const lockedUntilMs = count >= ctx.limits.maxPinAttempts ? ctx.nowMs + ctx.limits.lockoutMs : 0;
+      details.journal = [
+        {
+          type: 'cashier.loginFailed',
+          cashierId: manager.id,
+          reason: 'wrong-approval-pin',
+          failures: count,
+          lockedUntilMs,
+        },
+      ];
+    }
+    throw new RegisterError('APPROVAL_REFUSED', `${what}: not approved (manager id or PIN wrong)`, details);
   }
-  if ((s.pinFailures[manager.id]?.lockedUntilMs ?? 0) > ctx.nowMs) throw new RegisterError('LOCKED_OUT');
   return manager.id;
 }
 
@@ -367,6 +386,7 @@ function addLine(
   approval: ParamsOf<'sale.add'>['approval'],
 ): Decision {
   session(s);
+  noCardPending(s);
   openShift(s);
   if (qty > ctx.limits.maxQty)
     throw new RegisterError('BAD_PARAMS', `at most ${ctx.limits.maxQty} units on a line`);
@@ -443,6 +463,7 @@ function lineOf(sale: SaleInProgress, lineId: string) {
 
 export function setQty(s: RegisterState, p: ParamsOf<'sale.setQty'>, ctx: CommandContext): Decision {
   session(s);
+  noCardPending(s);
   const sale = currentSale(s);
   if (sale.tenders.length) throw new RegisterError('SALE_TENDERED', 'payment has started');
   lineOf(sale, p.lineId);
@@ -456,6 +477,7 @@ export function setQty(s: RegisterState, p: ParamsOf<'sale.setQty'>, ctx: Comman
 
 export function voidLine(s: RegisterState, p: ParamsOf<'sale.voidLine'>, ctx: CommandContext): Decision {
   session(s);
+  noCardPending(s);
   const sale = currentSale(s);
   lineOf(sale, p.lineId);
   const approvedBy = sale.tenders.length
@@ -481,6 +503,7 @@ export function voidLine(s: RegisterState, p: ParamsOf<'sale.voidLine'>, ctx: Co
 
 export function discount(s: RegisterState, p: ParamsOf<'sale.discount'>, ctx: CommandContext): Decision {
   session(s);
+  noCardPending(s);
   const sale = currentSale(s);
   if (sale.tenders.length) throw new RegisterError('SALE_TENDERED', 'payment has started');
   const base = p.lineId

@@ -8,7 +8,8 @@ import type { Clock } from '../clock.js';
 import type { Journal } from '../journal/journal.js';
 import type { Catalog } from './catalog.js';
 import type { CashierList } from './cashiers.js';
-import type { CardTerminal } from './card.js';
+import type { CardOutcome, CardQuery, CardTerminal } from './card.js';
+import type { JournalEvent } from '../../cloud-bridge/protocol/record.js';
 import * as cmd from './commands.js';
 import { expectedCash, type RegisterState } from './state.js';
 
@@ -59,7 +60,11 @@ export class Register {
    * the journal has a single writer and a card payment spans two records.
    */
   execute(method: string, params: unknown): Promise<unknown> {
-    const run = this.queue.then(() => this.dispatch(method, params));
+    return this.enqueue(() => this.dispatch(method, params));
+  }
+
+  private enqueue<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(work);
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -71,7 +76,7 @@ export class Register {
 
   /** After a restart: settle a card request the crash left open, by asking the terminal (Invariant 3). */
   async recover(): Promise<void> {
-    await this.execute('__recover', {});
+    await this.enqueue(() => this.settlePendingCard(false));
   }
 
   status() {
@@ -120,10 +125,25 @@ export class Register {
   }
 
   private async dispatch(method: string, raw: unknown): Promise<unknown> {
+    try {
+      return await this.dispatchOne(method, raw);
+    } catch (err) {
+      // A refused manager PIN is evidence: journal it (it counts towards that manager's lockout).
+      if (isRegisterError(err, 'APPROVAL_REFUSED') && Array.isArray(err.details.journal)) {
+        this.opts.journal.append(err.details.journal as JournalEvent[]);
+        delete err.details.journal;
+        this.opts.onChange?.();
+      }
+      throw err;
+    }
+  }
+
+  private async dispatchOne(method: string, raw: unknown): Promise<unknown> {
+    // A card request left open (the terminal did not answer) is asked about again before anything
+    // else touches the sale; until it is settled the commands that need it refuse with CARD_PENDING.
+    if (this.state.pendingCard && !READ_ONLY.has(method)) await this.settlePendingCard(false);
     const s = this.state;
     switch (method) {
-      case '__recover':
-        return this.settlePendingCard();
       case 'status':
         cmd.parseParams('status', raw);
         return this.status();
@@ -183,7 +203,7 @@ export class Register {
     this.opts.journal.append(request.events); // journaled before the terminal hears of it
     this.opts.onChange?.();
     const sale = this.state.sale!;
-    let result: import('./card.js').CardOutcome;
+    let result: CardOutcome;
     try {
       result = await this.opts.devices.terminal.pay({
         txn: request.txn,
@@ -193,75 +213,96 @@ export class Register {
     } catch (err) {
       // Outcome unknown (timeout, link lost): ask before anything else, and leave it open if we cannot.
       this.log.warn({ txn: request.txn, err: String(err) }, 'card request failed; asking the terminal');
-      const settled = await this.settlePendingCard();
-      if (!settled)
-        throw new RegisterError('CARD_PENDING', 'the terminal did not answer; the payment is being checked');
-      return settled;
+      return this.settlePendingCard(true);
     }
     return this.commit(cmd.cardResult(this.state, request.txn, result, this.context()));
   }
 
-  /** Ask the terminal what became of the open card request and journal it. */
-  private async settlePendingCard(): Promise<unknown> {
+  /**
+   * Ask the terminal what became of the open card request and journal the answer (Invariant 3): an
+   * approved sale tender completes or reduces the sale, an approved refund is booked, anything else
+   * is recorded as not charged. Still unknown: the request stays open and CARD_PENDING is answered.
+   */
+  private async settlePendingCard(forCaller: boolean): Promise<unknown> {
     const pending = this.state.pendingCard;
     if (!pending) return null;
-    let query: import('./card.js').CardQuery;
+    let query: CardQuery;
     try {
       query = await this.opts.devices.terminal.query(pending.txn);
     } catch (err) {
       this.log.warn({ txn: pending.txn, err: String(err) }, 'terminal unreachable: card request stays open');
+      query = { state: 'in_progress' };
+    }
+    if (query.state === 'in_progress') {
+      if (forCaller)
+        throw new RegisterError('CARD_PENDING', 'the terminal did not answer; the payment is being checked');
       return null;
     }
-    if (query.state === 'in_progress') return null;
-    const result =
+    const result: CardOutcome =
       query.state === 'final'
         ? query.result
-        : {
-            outcome: 'cancelled' as const,
-            mode: 'online' as const,
-            message: 'the terminal never received the request',
-          };
+        : { outcome: 'cancelled', mode: 'online', message: 'the terminal never received the request' };
     this.log.info({ txn: pending.txn, outcome: result.outcome }, 'card request settled');
-    if (pending.refundId) {
-      this.opts.journal.append([{ type: 'card.result', txn: pending.txn, ...result }]);
-      this.opts.onChange?.();
-      return { refundId: pending.refundId, outcome: result.outcome };
+    const decision = pending.refund
+      ? this.refundResult(pending.refund, pending.txn, result)
+      : cmd.cardResult(this.state, pending.txn, result, this.context());
+    if (!forCaller && decision.refusal) {
+      // Nobody is waiting for this answer: journal it and move on.
+      return this.commit({ ...decision, refusal: undefined });
     }
-    try {
-      return await this.commit(cmd.cardResult(this.state, pending.txn, result, this.context()));
-    } catch (err) {
-      if (isRegisterError(err, 'CARD_DECLINED')) return { outcome: result.outcome };
-      throw err;
-    }
+    return this.commit(decision);
   }
 
   private async refund(p: cmd.ParamsOf<'sale.refund'>): Promise<unknown> {
     const s = this.state;
     const ctx = this.context();
-    cmd.refundPlan(s, p); // refuse early, before asking a manager or a terminal
+    const plan = cmd.refundPlan(s, p); // refuse early, before asking a manager or a terminal
     const approvedBy = cmd.approveRefund(s, ctx, p.approval);
     const refundId = ctx.newId();
-    const plan = cmd.refundPlan(s, p);
     if (p.tender === 'cash') {
       return this.commit(
         cmd.refundEvent(s, p, ctx, approvedBy, refundId, { kind: 'cash', amountMinor: plan.amountMinor }),
       );
     }
     const txn = ctx.newId();
+    const refund = { params: p, approvedBy, refundId };
     this.opts.journal.append([
-      { type: 'card.requested', txn, refundId, amountMinor: plan.amountMinor, currency: plan.sale.currency },
+      {
+        type: 'card.requested',
+        txn,
+        refundId,
+        refund,
+        amountMinor: plan.amountMinor,
+        currency: plan.sale.currency,
+      },
     ]);
-    const result = await this.opts.devices.terminal.refund({
-      txn,
-      amountMinor: plan.amountMinor,
-      currency: plan.sale.currency,
-    });
-    const resultEvent = { type: 'card.result', txn, ...result };
-    if (result.outcome !== 'approved') {
-      this.opts.journal.append([resultEvent]);
-      this.opts.onChange?.();
-      throw new RegisterError('CARD_DECLINED', result.message ?? `card refund ${result.outcome}`);
+    this.opts.onChange?.();
+    let result: CardOutcome;
+    try {
+      result = await this.opts.devices.terminal.refund({
+        txn,
+        amountMinor: plan.amountMinor,
+        currency: plan.sale.currency,
+      });
+    } catch (err) {
+      this.log.warn({ txn, err: String(err) }, 'card refund failed; asking the terminal');
+      return this.settlePendingCard(true);
     }
+    return this.commit(this.refundResult(refund, txn, result));
+  }
+
+  /** The record for a card refund's answer: the result, and when approved the refund itself. */
+  private refundResult(refund: PendingRefund, txn: string, result: CardOutcome): cmd.Decision {
+    const resultEvent: JournalEvent = { type: 'card.result', txn, ...result };
+    if (result.outcome !== 'approved') {
+      return {
+        events: [resultEvent],
+        refusal: new RegisterError('CARD_DECLINED', result.message ?? `card refund ${result.outcome}`, {
+          outcome: result.outcome,
+        }),
+      };
+    }
+    const plan = cmd.refundPlan(this.state, refund.params);
     const tender = {
       kind: 'card' as const,
       amountMinor: plan.amountMinor,
@@ -271,10 +312,28 @@ export class Register {
       maskedPan: result.maskedPan,
       brand: result.brand,
     };
-    const decision = cmd.refundEvent(this.state, p, ctx, approvedBy, refundId, tender);
-    return this.commit({ ...decision, events: [resultEvent, ...decision.events] });
+    const ctx = this.context();
+    const decision = cmd.refundEvent(
+      this.state,
+      refund.params,
+      ctx,
+      refund.approvedBy,
+      refund.refundId,
+      tender,
+    );
+    return { ...decision, events: [resultEvent, ...decision.events] };
   }
 }
+
+/** What a pending card refund needs to be booked whenever its answer comes. */
+interface PendingRefund {
+  params: cmd.ParamsOf<'sale.refund'>;
+  approvedBy: string;
+  refundId: string;
+}
+
+/** Methods that only read: they answer even while a card request is open. */
+const READ_ONLY = new Set(['status', 'shift.report', 'receipt.get']);
 
 /** The commands that are one decision and one record. */
 const DECIDERS = {

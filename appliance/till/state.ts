@@ -128,6 +128,8 @@ export interface PendingCard {
   /** What the charge is for: a sale's tender or a refund. */
   saleId?: string;
   refundId?: string;
+  /** For a refund: what to book when the terminal approves (the params, the approving manager). */
+  refund?: { params: never; approvedBy: string; refundId: string };
   requestedAt: number;
 }
 
@@ -323,6 +325,7 @@ function applyEvent(s: RegisterState, e: E, r: JournalRecord): void {
         currency: ev.currency,
         saleId: ev.saleId,
         refundId: ev.refundId,
+        refund: ev.refund,
         requestedAt: r.ts,
       };
       return;

@@ -25,6 +25,8 @@ interface Refusal {
   method: string;
   params?: unknown;
   code: string;
+  /** Refusals that are evidence are journaled: PIN attempts, at a login or an approval. */
+  journals?: number;
 }
 
 const refusals: Refusal[] = [
@@ -41,6 +43,7 @@ const refusals: Refusal[] = [
     method: 'cashier.login',
     params: { cashierId: 'ana', pin: '0000' },
     code: 'WRONG_PIN',
+    journals: 1,
   },
   {
     name: 'unknown cashier',
@@ -48,6 +51,7 @@ const refusals: Refusal[] = [
     method: 'cashier.login',
     params: { cashierId: 'zed', pin: '1111' },
     code: 'WRONG_PIN',
+    journals: 1,
   },
   { name: 'shift twice', method: 'shift.open', params: { floatCounts: {} }, code: 'SHIFT_OPEN' },
   {
@@ -81,6 +85,7 @@ const refusals: Refusal[] = [
     method: 'sale.add',
     params: { sku: 'MUG-CER', priceMinor: 1, approval: { managerId: 'mia', pin: '1234' } },
     code: 'APPROVAL_REFUSED',
+    journals: 1,
   },
   {
     name: 'a cashier cannot approve',
@@ -201,7 +206,7 @@ t.test('every refusal has its code, and leaves no record behind', async (t) => {
     if (c.setup) await c.setup(r);
     const before = r.journal.lastSeq;
     await t.rejects(r.call(c.method, c.params ?? {}), { code: c.code }, c.name);
-    const journaled = c.method === 'cashier.login' ? 1 : 0; // every PIN attempt is journaled
+    const journaled = c.journals ?? 0;
     t.equal(r.journal.lastSeq, before + journaled, `${c.name}: ${journaled} record(s)`);
   }
 });
@@ -422,4 +427,58 @@ t.test('a crash between card request and result: the terminal is asked, never ch
   t.equal(terminal.charges.size, 1, 'one charge');
   const tenders = [...journal.read()].flatMap((rec) => rec.events).filter((e) => e.type === 'sale.tendered');
   t.equal(tenders.length, 1, 'one tender in the books');
+});
+
+t.test('wrong manager PINs at approvals lock that manager out, like wrong logins', async (t) => {
+  const r = await readyRegister();
+  const wrong = { managerId: 'mia', pin: '1234' };
+  for (let i = 1; i <= 4; i++)
+    await t.rejects(r.call('drawer.open', { approval: wrong }), { code: 'APPROVAL_REFUSED' });
+  await t.rejects(r.call('drawer.open', { approval: wrong }), { code: 'APPROVAL_REFUSED' });
+  await t.rejects(r.call('drawer.open', { approval: MANAGER }), { code: 'LOCKED_OUT' }, 'even the right PIN');
+  r.clock.advance(5 * 60_000);
+  t.match(await r.call('drawer.open', { approval: MANAGER }), { opened: true });
+});
+
+t.test('a terminal that stops answering: CARD_PENDING until it is asked again and answers', async (t) => {
+  const r = await readyRegister();
+  await r.call('sale.scan', { code: MUG });
+  const pay = r.terminal.pay.bind(r.terminal);
+  const query = r.terminal.query.bind(r.terminal);
+  let reachable = false;
+  r.terminal.pay = async (req) => {
+    await pay(req); // the charge happens…
+    throw new Error('link lost'); // …but the answer never arrives
+  };
+  r.terminal.query = async (txn) => (reachable ? query(txn) : { state: 'in_progress' });
+  await t.rejects(r.call('sale.tender', { kind: 'card' }), { code: 'CARD_PENDING' });
+  await t.rejects(
+    r.call('sale.scan', { code: WATER }),
+    { code: 'CARD_PENDING' },
+    'the sale is frozen meanwhile',
+  );
+  t.match(await r.call('status'), { pendingCard: { amountMinor: 899 } }, 'status still answers');
+  reachable = true;
+  await r.call('cashier.logout').catch(() => undefined); // any command asks the terminal first
+  t.equal(r.register.state.pendingCard, null);
+  t.equal(r.register.state.sale, null, 'the charge that happened completed the sale');
+  t.equal(r.register.state.receiptNo, 1);
+  t.equal(r.terminal.charges.size, 1);
+});
+
+t.test('a card refund whose answer is lost is booked once the terminal is asked', async (t) => {
+  const r = await readyRegister();
+  await r.call('sale.scan', { code: MUG });
+  await r.call('sale.tender', { kind: 'card' });
+  const refund = r.terminal.refund.bind(r.terminal);
+  r.terminal.refund = async (req) => {
+    await refund(req);
+    throw new Error('timeout');
+  };
+  t.match(await r.call('sale.refund', { receiptNo: 1, tender: 'card', approval: MANAGER }), {
+    receiptNo: 2,
+    amountMinor: 899,
+  });
+  t.equal(r.register.state.shift!.totals.refunds.byTender.card, 899);
+  t.equal(r.register.state.pendingCard, null);
 });
