@@ -130,7 +130,7 @@ export class Register {
     } catch (err) {
       // A refused manager PIN is evidence: journal it (it counts towards that manager's lockout).
       if (isRegisterError(err, 'APPROVAL_REFUSED') && Array.isArray(err.details.journal)) {
-        this.opts.journal.append(err.details.journal as JournalEvent[]);
+        this.append(err.details.journal as JournalEvent[]);
         delete err.details.journal;
         this.opts.onChange?.();
       }
@@ -172,9 +172,20 @@ export class Register {
     return this.commit(decide(s, params as never, this.context()));
   }
 
+  /**
+   * Write one record. Every event names the cashier it was done by (Invariant 6): the one clocked in,
+   * unless the event names one itself (a login attempt names who tried).
+   */
+  private append(events: JournalEvent[]): void {
+    const cashierId = this.state.session?.cashierId;
+    this.opts.journal.append(
+      cashierId ? events.map((e) => ('cashierId' in e ? e : { ...e, cashierId })) : events,
+    );
+  }
+
   /** Write a decision's record, then answer and do its device work. */
   private async commit(decision: cmd.Decision): Promise<unknown> {
-    if (decision.events.length) this.opts.journal.append(decision.events);
+    if (decision.events.length) this.append(decision.events);
     this.opts.onChange?.();
     if (decision.refusal) throw decision.refusal;
     await this.effects(decision.effects ?? []);
@@ -200,7 +211,7 @@ export class Register {
 
   private async cardTender(amountMinor: number | undefined, ctx: cmd.CommandContext): Promise<unknown> {
     const request = cmd.cardRequest(this.state, amountMinor, ctx);
-    this.opts.journal.append(request.events); // journaled before the terminal hears of it
+    this.append(request.events); // journaled before the terminal hears of it
     this.opts.onChange?.();
     const sale = this.state.sale!;
     let result: CardOutcome;
@@ -266,7 +277,7 @@ export class Register {
     }
     const txn = ctx.newId();
     const refund = { params: p, approvedBy, refundId };
-    this.opts.journal.append([
+    this.append([
       {
         type: 'card.requested',
         txn,

@@ -482,3 +482,17 @@ t.test('a card refund whose answer is lost is booked once the terminal is asked'
   t.equal(r.register.state.shift!.totals.refunds.byTender.card, 899);
   t.equal(r.register.state.pendingCard, null);
 });
+
+t.test('every event of a shift names a cashier', async (t) => {
+  const r = await readyRegister();
+  await r.call('sale.scan', { code: MUG });
+  await r.call('sale.discount', { lineId: '1', kind: 'percent', value: 500 });
+  await r.call('sale.tender', { kind: 'card', amountMinor: 400 });
+  await r.call('sale.tender', { kind: 'cash', amountMinor: 1000 });
+  await r.call('cash.paidIn', { amountMinor: 100, reason: 'coins' });
+  await r.call('sale.refund', { receiptNo: 1, tender: 'card', approval: MANAGER });
+  const events = [...r.journal.read()].flatMap((rec) => rec.events);
+  const nameless = events.filter((e) => typeof e.cashierId !== 'string');
+  t.same(nameless, [], 'no event without a cashier');
+  t.ok(events.length > 10);
+});
