@@ -9,7 +9,6 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
-import { build } from 'esbuild';
 import { Journal } from '../../appliance/journal/journal.js';
 import { encodeFrame } from '../../appliance/journal/format.js';
 import { nodeFs, type JournalFs } from '../../appliance/journal/fs.js';
@@ -22,6 +21,8 @@ import {
   type RecoveryFigures,
   type SalesState,
 } from './journal-workload.js';
+import { bundle } from '../lib/bundle.js';
+import { median, percentileUs, round } from '../lib/stats.js';
 
 const WARMUP = 100;
 const ROUNDS = 10;
@@ -48,21 +49,6 @@ function parseOptions(): { baseDir: string; records: number } {
   }
   return { baseDir: values.dir ?? os.tmpdir(), records };
 }
-
-/** Nearest-rank percentile of durations in nanoseconds, returned in microseconds. */
-function percentileUs(samplesNs: bigint[], p: number): number {
-  const sorted = [...samplesNs].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  const rank = Math.max(1, Math.ceil(p * sorted.length));
-  return Number(sorted[rank - 1]!) / 1000;
-}
-
-function median(xs: number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-const round = (x: number, digits: number): number => Number(x.toFixed(digits));
 
 /** Something timed `count` times; `step(i)` is one operation. */
 interface Contender {
@@ -269,16 +255,7 @@ async function main(): Promise<void> {
     );
 
     // The child runs as one bundle under plain node, like the built appliance: no loader in its memory.
-    const child = path.join(work, 'journal-recover.mjs');
-    await build({
-      entryPoints: [path.join(here, 'journal-recover.ts')],
-      outfile: child,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      logLevel: 'warning',
-    });
+    const child = await bundle(path.join(here, 'journal-recover.ts'), work);
 
     const dir = path.join(work, 'recover-journal');
     const expected = buildRecoveryJournal(dir);

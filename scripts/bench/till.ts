@@ -16,13 +16,14 @@ import { createConnection, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { build } from 'esbuild';
 import type { z } from 'zod';
 import { parseConfig, type ConfigSchema } from '../../appliance/config.js';
 import { callControl } from '../../appliance/control/client.js';
 import { MAX_SOCKET_PATH_BYTES } from '../../appliance/control/server.js';
 import { CatalogSchema, type Product } from '../../appliance/till/catalog.js';
 import type { ReplayFigures } from './till-replay.js';
+import { bundle } from '../lib/bundle.js';
+import { median, percentileUs, round } from '../lib/stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const DEMO_CATALOG_FILE = path.resolve(here, '../demo/catalog.json');
@@ -68,20 +69,6 @@ function parseOptions(): { baseDir: string; profileDir: string | undefined } {
   const profileDir = values['cpu-prof'] ? path.resolve(values['cpu-prof']) : undefined;
   return { baseDir: values.dir ?? os.tmpdir(), profileDir };
 }
-
-/** Nearest-rank percentile of durations in nanoseconds, returned in microseconds. */
-function percentileUs(sortedNs: bigint[], p: number): number {
-  const rank = Math.max(1, Math.ceil(p * sortedNs.length));
-  return Number(sortedNs[rank - 1]!) / 1000;
-}
-
-function median(xs: number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-const round = (x: number, digits: number): number => Number(x.toFixed(digits));
 
 interface Distribution {
   p50: number;
@@ -451,20 +438,6 @@ function replayInChildren(
     runs.push(f);
   }
   return runs;
-}
-
-async function bundle(entry: string, outDir: string): Promise<string> {
-  const outfile = path.join(outDir, `${path.basename(entry, '.ts')}.mjs`);
-  await build({
-    entryPoints: [entry],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    logLevel: 'warning',
-  });
-  return outfile;
 }
 
 async function main(): Promise<void> {

@@ -15,18 +15,10 @@ import { scanJournal } from '../../appliance/journal/scan.js';
 import { FaultFs, PowerCut } from '../support/fault-fs.js';
 import { Rng } from '../support/rng.js';
 import { JOURNAL_DIR, openTally, tally, type TallyState } from '../support/journal-fixtures.js';
+import { must, runCampaign, scenarioCount } from '../support/campaign.js';
 
-const SCENARIOS = Number(process.env.CRASH_SCENARIOS ?? 2000);
-const BASE = Number(process.env.CRASH_SEED_BASE ?? 1);
-const ONLY = process.env.CRASH_SEED === undefined ? undefined : Number(process.env.CRASH_SEED);
 /** CRASH_TRACE=1 with CRASH_SEED: print each step of the scenario to stderr. */
 const trace = process.env.CRASH_TRACE ? (...a: unknown[]) => console.error(...a) : () => {};
-
-class Violation extends Error {}
-
-function must(cond: boolean, what: string): asserts cond {
-  if (!cond) throw new Violation(what);
-}
 
 interface Stats {
   powerCuts: number;
@@ -233,7 +225,7 @@ function runScenario(seed: number, stats: Stats): void {
   check(j);
 }
 
-t.test(`journal survives ${ONLY ?? SCENARIOS} seeded power-cut scenarios`, async (t) => {
+t.test(`journal survives ${scenarioCount(2000)} seeded power-cut scenarios`, async (t) => {
   const stats: Stats = {
     powerCuts: 0,
     processKills: 0,
@@ -244,25 +236,10 @@ t.test(`journal survives ${ONLY ?? SCENARIOS} seeded power-cut scenarios`, async
     diskFull: 0,
     fsyncErrors: 0,
   };
-  const seeds = ONLY !== undefined ? [ONLY] : Array.from({ length: SCENARIOS }, (_, i) => BASE + i);
-  const failures: string[] = [];
-  for (const seed of seeds) {
-    try {
-      runScenario(seed, stats);
-    } catch (err) {
-      failures.push(
-        `seed ${seed}: ${err instanceof Violation ? err.message : String((err as Error)?.stack ?? err)}`,
-      );
-      if (failures.length >= 5) break;
-    }
-  }
-  t.comment(JSON.stringify({ scenarios: seeds.length, ...stats }));
-  if (failures.length)
-    t.comment(`replay with CRASH_SEED=<seed> npx tap ${'test/crash/journal-crash.test.ts'}`);
-  t.same(failures, [], 'no scenario broke an invariant');
-  // The campaign must actually exercise what it claims to.
-  if (ONLY === undefined && seeds.length >= 500) {
-    for (const key of Object.keys(stats) as (keyof Stats)[])
-      t.ok(stats[key] > 0, `${key} happened (${stats[key]})`);
-  }
+  runCampaign(t, {
+    defaultScenarios: 2000,
+    stats,
+    replay: 'test/crash/journal-crash.test.ts',
+    scenario: runScenario,
+  });
 });

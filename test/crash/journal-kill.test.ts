@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Journal } from '../../appliance/journal/journal.js';
 import { scanJournal } from '../../appliance/journal/scan.js';
 import { nodeFs } from '../../appliance/journal/fs.js';
-import { bundle } from '../support/bundle.js';
+import { bundle } from '../../scripts/lib/bundle.js';
 import { Rng } from '../support/rng.js';
 import { tally, type TallyState } from '../support/journal-fixtures.js';
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { callControl } from '../../appliance/control/client.js';
-import { bundle } from '../support/bundle.js';
+import { bundle } from '../../scripts/lib/bundle.js';
 import { DEMO_CASHIERS_FILE, DEMO_CATALOG_FILE, MANAGER, PINS, code } from '../support/till-fixtures.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -16,6 +16,7 @@ import {
 } from '../../../appliance/store/durable-json.js';
 import { FaultFs, PowerCut } from '../../support/fault-fs.js';
 import { Rng } from '../../support/rng.js';
+import { must, runCampaign, scenarioCount } from '../../support/campaign.js';
 
 const Settings = z.object({ version: z.number().int().nonnegative(), till: z.string() });
 type Settings = z.infer<typeof Settings>;
@@ -215,22 +216,12 @@ t.test('the first write into a new directory survives a power cut', async (t) =>
 
 // ---- the power-cut campaign ----
 
-const SCENARIOS = Number(process.env.CRASH_SCENARIOS ?? 3000);
-const BASE = Number(process.env.CRASH_SEED_BASE ?? 1);
-const ONLY = process.env.CRASH_SEED === undefined ? undefined : Number(process.env.CRASH_SEED);
-
 const Catalog = z.object({
   version: z.number().int().positive(),
   products: z.array(z.object({ sku: z.string(), priceMinor: z.number().int() })),
   note: z.string(),
 });
 type Catalog = z.infer<typeof Catalog>;
-
-class Violation extends Error {}
-
-function must(cond: boolean, what: string): asserts cond {
-  if (!cond) throw new Violation(what);
-}
 
 interface Stats {
   powerCuts: number;
@@ -349,7 +340,7 @@ function runScenario(seed: number, stats: Stats): void {
   }
 }
 
-t.test(`durable JSON survives ${ONLY ?? SCENARIOS} seeded power-cut scenarios`, async (t) => {
+t.test(`durable JSON survives ${scenarioCount(3000)} seeded power-cut scenarios`, async (t) => {
   const stats: Stats = {
     powerCuts: 0,
     cutsBeforeFirstAck: 0,
@@ -359,25 +350,10 @@ t.test(`durable JSON survives ${ONLY ?? SCENARIOS} seeded power-cut scenarios`, 
     damaged: 0,
     damagedBeyondRepair: 0,
   };
-  const seeds = ONLY !== undefined ? [ONLY] : Array.from({ length: SCENARIOS }, (_, i) => BASE + i);
-  const failures: string[] = [];
-  for (const seed of seeds) {
-    try {
-      runScenario(seed, stats);
-    } catch (err) {
-      failures.push(
-        `seed ${seed}: ${err instanceof Violation ? err.message : String((err as Error)?.stack ?? err)}`,
-      );
-      if (failures.length >= 5) break;
-    }
-  }
-  t.comment(JSON.stringify({ scenarios: seeds.length, ...stats }));
-  if (failures.length)
-    t.comment('replay with CRASH_SEED=<seed> npx tap test/unit/store/durable-json.test.ts');
-  t.same(failures, [], 'no scenario broke an invariant');
-  // The campaign must actually exercise what it claims to.
-  if (ONLY === undefined && seeds.length >= 500) {
-    for (const key of Object.keys(stats) as (keyof Stats)[])
-      t.ok(stats[key] > 0, `${key} happened (${stats[key]})`);
-  }
+  runCampaign(t, {
+    defaultScenarios: 3000,
+    stats,
+    replay: 'test/unit/store/durable-json.test.ts',
+    scenario: runScenario,
+  });
 });
