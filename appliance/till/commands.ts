@@ -205,6 +205,8 @@ function approve(
           type: 'cashier.loginFailed',
           cashierId: manager.id,
           reason: 'wrong-approval-pin',
+          // who asked for the approval: the cashier clocked in
+          requestedBy: me.cashierId,
           failures: count,
           lockedUntilMs,
         },
