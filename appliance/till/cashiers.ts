@@ -1,6 +1,6 @@
 // Cashiers and their PINs. The list comes from the ledger with salted scrypt hashes only; a PIN is
 // never stored or logged, and a wrong one is never told apart from an unknown cashier by timing.
-import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import { randomBytes, scrypt, scryptSync, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 
 export const RoleSchema = z.enum(['cashier', 'manager']);
@@ -50,18 +50,54 @@ export function hashPin(pin: string, salt: Buffer = randomBytes(PIN_SCRYPT.saltB
   return `scrypt$${N}$${r}$${p}$${salt.toString('base64')}$${hash.toString('base64')}`;
 }
 
-/** Constant-time check of a PIN against a stored hash; false for a malformed hash. */
-export function verifyPin(pin: string, pinHash: string): boolean {
+/** A hash to spend the same time on when a cashier id is unknown, so timing tells nothing. */
+export const DECOY_HASH =
+  'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
+
+interface ParsedHash {
+  N: number;
+  r: number;
+  p: number;
+  salt: Buffer;
+  expected: Buffer;
+}
+
+function parseHash(pin: string, pinHash: string): ParsedHash | undefined {
   const m = PIN_HASH.exec(pinHash);
-  if (!m || !PIN_FORMAT.test(pin)) return false;
+  if (!m || !PIN_FORMAT.test(pin)) return undefined;
   const [N, r, p] = [Number(m[1]), Number(m[2]), Number(m[3])];
   const expected = Buffer.from(m[5]!, 'base64');
-  if (N > 2 ** 20 || r > 32 || p > 16 || expected.length < 16) return false; // bound the work a list can ask for
-  const got = scryptSync(pin, Buffer.from(m[4]!, 'base64'), expected.length, {
-    N,
-    r,
-    p,
+  if (N > 2 ** 20 || r > 32 || p > 16 || expected.length < 16) return undefined; // bound the work a list can ask for
+  return { N, r, p, salt: Buffer.from(m[4]!, 'base64'), expected };
+}
+
+/** Constant-time check of a PIN against a stored hash; false for a malformed hash. */
+export function verifyPin(pin: string, pinHash: string): boolean {
+  const h = parseHash(pin, pinHash);
+  if (!h) return false;
+  const got = scryptSync(pin, h.salt, h.expected.length, {
+    N: h.N,
+    r: h.r,
+    p: h.p,
     maxmem: 256 * 1024 * 1024,
   });
-  return timingSafeEqual(got, expected);
+  return timingSafeEqual(got, h.expected);
+}
+
+/**
+ * The same check off the event loop (libuv's thread pool): a login costs ~50–150 ms of scrypt, during
+ * which the daemon keeps answering the socket and, later, the broker.
+ */
+export function verifyPinAsync(pin: string, pinHash: string): Promise<boolean> {
+  const h = parseHash(pin, pinHash);
+  if (!h) return Promise.resolve(false);
+  return new Promise((resolve, reject) =>
+    scrypt(
+      pin,
+      h.salt,
+      h.expected.length,
+      { N: h.N, r: h.r, p: h.p, maxmem: 256 * 1024 * 1024 },
+      (err, got) => (err ? reject(err) : resolve(timingSafeEqual(got, h.expected))),
+    ),
+  );
 }

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { RegisterError } from '../errors.js';
 import type { JournalEvent } from '../../cloud-bridge/protocol/record.js';
 import type { Catalog, Product } from './catalog.js';
-import { verifyPin, type Cashier, type CashierList } from './cashiers.js';
+import { DECOY_HASH, type Cashier, type CashierList } from './cashiers.js';
 import { normalizeBarcode, barcodeKeys } from './barcode.js';
 import { cashRound, roundDiv } from './money.js';
 import {
@@ -56,6 +56,8 @@ export interface CommandContext {
   newId: () => string;
   /** The ledger has acknowledged records up to this seq; later receipts print as offline. */
   syncedThroughSeq: number;
+  /** Checks a PIN against a stored hash (the register checks them off the event loop beforehand). */
+  verifyPin: (pin: string, pinHash: string) => boolean;
 }
 
 /** What a command decided: the events of its one record, and what to answer. */
@@ -171,9 +173,6 @@ function findCashier(ctx: CommandContext, id: string): Cashier | undefined {
   return ctx.cashiers.cashiers.find((c) => c.id === id);
 }
 
-/** A hash to spend the same time on when the cashier id is unknown, so timing tells nothing. */
-const DECOY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
-
 /**
  * Who approves: the logged-in cashier when a manager, else the manager whose PIN is given.
  * Returns the approving manager's id.
@@ -192,7 +191,7 @@ function approve(
   if (manager && (failures?.lockedUntilMs ?? 0) > ctx.nowMs) {
     throw new RegisterError('LOCKED_OUT', `${manager.name} is locked out after wrong PINs`);
   }
-  const ok = verifyPin(approval.pin, manager?.pinHash ?? DECOY_HASH);
+  const ok = ctx.verifyPin(approval.pin, manager?.pinHash ?? DECOY_HASH);
   if (!manager || !ok || manager.role !== 'manager') {
     // A wrong manager PIN counts towards that manager's lockout like a wrong login, and is journaled
     // (register.ts writes the event carried in `details.journal`): approvals are no side door for guessing.
@@ -244,7 +243,7 @@ export function login(s: RegisterState, p: ParamsOf<'cashier.login'>, ctx: Comma
       ),
     };
   }
-  const ok = verifyPin(p.pin, cashier?.pinHash ?? DECOY_HASH);
+  const ok = ctx.verifyPin(p.pin, cashier?.pinHash ?? DECOY_HASH);
   if (!cashier || !ok) {
     if (!cashier) {
       // Not tracked (a bound: unknown ids cannot grow the state), but journaled like every attempt.

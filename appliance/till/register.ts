@@ -7,7 +7,7 @@ import { silentLogger, type Logger } from '../log.js';
 import type { Clock } from '../clock.js';
 import type { Journal } from '../journal/journal.js';
 import type { Catalog } from './catalog.js';
-import type { CashierList } from './cashiers.js';
+import { DECOY_HASH, verifyPin, verifyPinAsync, type CashierList } from './cashiers.js';
 import type { CardOutcome, CardQuery, CardTerminal } from './card.js';
 import type { JournalEvent } from '../../cloud-bridge/protocol/record.js';
 import * as cmd from './commands.js';
@@ -106,7 +106,26 @@ export class Register {
     };
   }
 
-  private context(): cmd.CommandContext {
+  /**
+   * Check the PINs a request carries (a login's, an approval's) on the thread pool before the command
+   * runs, so the synchronous command finds the answers ready and the event loop never waits on scrypt.
+   */
+  private async checkPins(raw: unknown): Promise<Map<string, boolean>> {
+    const checked = new Map<string, boolean>();
+    const req = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
+    const list = this.opts.cashiers()?.cashiers ?? [];
+    const pairs: [unknown, unknown][] = [[req.pin, req.cashierId]];
+    const approval = req.approval as Record<string, unknown> | undefined;
+    if (approval && typeof approval === 'object') pairs.push([approval.pin, approval.managerId]);
+    for (const [pin, id] of pairs) {
+      if (typeof pin !== 'string' || typeof id !== 'string') continue;
+      const hash = list.find((c) => c.id === id)?.pinHash ?? DECOY_HASH;
+      checked.set(`${hash}\n${pin}`, await verifyPinAsync(pin, hash));
+    }
+    return checked;
+  }
+
+  private context(pins: Map<string, boolean> = new Map()): cmd.CommandContext {
     const catalog = this.opts.catalog();
     const cashiers = this.opts.cashiers();
     if (!catalog) throw new RegisterError('NO_CATALOG', 'no catalog yet: the register has never been synced');
@@ -121,6 +140,7 @@ export class Register {
       limits: this.limits,
       newId: () => uuidv7({ msecs: nowMs, ...(random ? { rng: random } : {}) }),
       syncedThroughSeq: this.opts.syncedThroughSeq?.() ?? 0,
+      verifyPin: (pin, hash) => pins.get(`${hash}\n${pin}`) ?? verifyPin(pin, hash),
     };
   }
 
@@ -169,7 +189,8 @@ export class Register {
     const decide = DECIDERS[method as keyof typeof DECIDERS];
     if (!decide) throw new RegisterError('UNKNOWN_METHOD', `no method ${method}`, { method });
     const params = cmd.parseParams(method as cmd.Method, raw);
-    return this.commit(decide(s, params as never, this.context()));
+    const pins = await this.checkPins(params);
+    return this.commit(decide(this.state, params as never, this.context(pins)));
   }
 
   /**
@@ -265,8 +286,9 @@ export class Register {
   }
 
   private async refund(p: cmd.ParamsOf<'sale.refund'>): Promise<unknown> {
+    const pins = await this.checkPins(p);
     const s = this.state;
-    const ctx = this.context();
+    const ctx = this.context(pins);
     const plan = cmd.refundPlan(s, p); // refuse early, before asking a manager or a terminal
     const approvedBy = cmd.approveRefund(s, ctx, p.approval);
     const refundId = ctx.newId();

@@ -496,3 +496,14 @@ t.test('every event of a shift names a cashier', async (t) => {
   t.same(nameless, [], 'no event without a cashier');
   t.ok(events.length > 10);
 });
+
+t.test('a PIN check does not hold up the event loop', async (t) => {
+  const r = makeRegister();
+  let loggedIn = false;
+  const login = r.call('cashier.login', { cashierId: 'ana', pin: PINS.ana }).then(() => (loggedIn = true));
+  // scrypt runs on the thread pool: the loop turns (setImmediate fires) before the login completes.
+  const turned = await new Promise<boolean>((resolve) => setImmediate(() => resolve(!loggedIn)));
+  await login;
+  t.ok(turned, 'the event loop turned while the PIN was being checked');
+  t.ok(loggedIn);
+});
