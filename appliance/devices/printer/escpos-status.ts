@@ -155,7 +155,13 @@ export function printerState(s: StatusSnapshot): PrinterState {
   if (s.offlineCause?.coverOpen) return 'cover-open';
   if (s.rollPaper?.paperEnd || s.offlineCause?.stoppedByPaperEnd) return 'paper-end';
   const e = s.errorCause;
-  if (s.offlineCause?.errorOccurred || e?.recoverable || e?.autocutter || e?.unrecoverable || e?.autoRecoverable)
+  if (
+    s.offlineCause?.errorOccurred ||
+    e?.recoverable ||
+    e?.autocutter ||
+    e?.unrecoverable ||
+    e?.autoRecoverable
+  )
     return 'error';
   if (s.printer?.offline) return 'offline';
   if (s.rollPaper?.nearEnd) return 'paper-near-end';

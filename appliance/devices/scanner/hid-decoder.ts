@@ -197,7 +197,10 @@ function keyAction(
   if (chars !== undefined) {
     const char = modifiers & RIGHT_ALT ? chars[2] : modifiers & SHIFT ? chars[1] : chars[0];
     if (char !== undefined) return { kind: 'char', char };
-    return { kind: 'not-printable', detail: `key ${hex(key)} types nothing with AltGr on '${config.layout.name}'` };
+    return {
+      kind: 'not-printable',
+      detail: `key ${hex(key)} types nothing with AltGr on '${config.layout.name}'`,
+    };
   }
   const keypad = KEYPAD[key];
   if (keypad !== undefined && !(modifiers & RIGHT_ALT)) return { kind: 'char', char: keypad };
@@ -262,9 +265,8 @@ export function decodeHidReport(
 export function hidDecoderConfig(opts: HidScanDecoderOptions): HidDecoderConfig {
   const maxLength = opts.maxLength ?? HID_DECODER_DEFAULTS.maxLength;
   if (!Number.isInteger(maxLength) || maxLength < 1 || maxLength > MAX_LENGTH_LIMIT) {
-    throw new RegisterError('CONFIG_INVALID', `scanner maxLength must be an integer 1–${MAX_LENGTH_LIMIT}`, {
-      maxLength,
-    });
+    const message = `scanner maxLength must be an integer 1–${MAX_LENGTH_LIMIT}`;
+    throw new RegisterError('CONFIG_INVALID', message, { maxLength });
   }
   const terminator = opts.terminator ?? HID_DECODER_DEFAULTS.terminator;
   const terminatorKeys = TERMINATOR_KEYS[terminator];

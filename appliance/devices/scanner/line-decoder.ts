@@ -21,7 +21,8 @@ const MAX_LENGTH_LIMIT = 4096; // characters; a bound on the bound, so a typo in
 const NOT_PRINTABLE = /[\p{Cc}\p{Cs}\uFFFD]/u;
 const LINE_END = /\r\n|\r|\n/;
 
-const describe = (char: string): string => 'U+' + char.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
+const describe = (char: string): string =>
+  'U+' + char.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
 
 /** The decoder for one scanner; use either pushLine or pushChunk for a given port, not both. */
 export class LineScanDecoder {
@@ -35,9 +36,8 @@ export class LineScanDecoder {
   constructor(opts: LineScanDecoderOptions = {}) {
     const maxLength = opts.maxLength ?? LINE_DECODER_DEFAULTS.maxLength;
     if (!Number.isInteger(maxLength) || maxLength < 1 || maxLength > MAX_LENGTH_LIMIT) {
-      throw new RegisterError('CONFIG_INVALID', `scanner maxLength must be an integer 1–${MAX_LENGTH_LIMIT}`, {
-        maxLength,
-      });
+      const message = `scanner maxLength must be an integer 1–${MAX_LENGTH_LIMIT}`;
+      throw new RegisterError('CONFIG_INVALID', message, { maxLength });
     }
     this.#maxLength = maxLength;
   }
