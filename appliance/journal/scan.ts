@@ -393,7 +393,3 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
     result.lastHash = genesisHash(deviceId, epoch);
   }
 }
-
-export function segmentPath(dir: string, index: number): string {
-  return path.join(dir, segmentName(index));
-}

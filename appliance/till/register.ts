@@ -276,7 +276,7 @@ export class Register {
         : { outcome: 'cancelled', mode: 'online', message: 'the terminal never received the request' };
     this.log.info({ txn: pending.txn, outcome: result.outcome }, 'card request settled');
     const decision = pending.refund
-      ? this.refundResult(pending.refund, pending.txn, result)
+      ? this.refundResult(pending.refund as PendingRefund, pending.txn, result)
       : cmd.cardResult(this.state, pending.txn, result, this.context());
     if (!forCaller && decision.refusal) {
       // Nobody is waiting for this answer: journal it and move on.

@@ -128,8 +128,11 @@ export interface PendingCard {
   /** What the charge is for: a sale's tender or a refund. */
   saleId?: string;
   refundId?: string;
-  /** For a refund: what to book when the terminal approves (the params, the approving manager). */
-  refund?: { params: never; approvedBy: string; refundId: string };
+  /**
+   * For a refund: what to book when the terminal approves (the request's params, already checked when
+   * journaled, and the approving manager). Typed in register.ts, which owns the refund flow.
+   */
+  refund?: { params: unknown; approvedBy: string; refundId: string };
   requestedAt: number;
 }
 
