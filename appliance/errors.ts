@@ -47,10 +47,18 @@ export const ErrorCodes = {
   DISCOUNT_TOO_HIGH: 'the discount is more than the amount',
   CARD_PENDING: 'a card payment is still being settled',
   CARD_DECLINED: 'the card payment did not go through: take another tender',
+  CARD_OFFLINE_LIMIT: 'card payments are offline and this one is over an offline limit: take another tender',
   NOT_ENOUGH_CASH: 'the drawer does not hold that much',
   RECEIPT_NOT_FOUND: 'no such receipt on this register',
   NOTHING_TO_REFUND: 'everything on that receipt was refunded already',
   REFUND_EXCEEDS_SALE: 'that is more than was sold',
+  // devices
+  DEVICE_DOWN: 'the device is not connected; it is being retried',
+  DEVICE_TIMEOUT: 'the device did not answer in time',
+  DEVICE_BUSY: 'the device is busy with another request',
+  DEVICE_PROTOCOL: 'the device sent something that breaks its protocol',
+  HID_UNAVAILABLE: 'the USB HID library cannot be loaded (is libusb installed?)',
+  PRINTER_NOT_READY: 'the printer is not ready; the receipt waits for a reprint',
   // control socket
   CONTROL_UNAVAILABLE: 'registerd is not answering on the control socket',
   CONTROL_BAD_RESPONSE: 'registerd sent an answer that is not valid JSON',

@@ -241,6 +241,7 @@ export class Register {
         txn: request.txn,
         amountMinor: request.amountMinor,
         currency: sale.currency,
+        offlineAllowed: true,
       });
     } catch (err) {
       // Outcome unknown (timeout, link lost): ask before anything else, and leave it open if we cannot.
@@ -316,6 +317,7 @@ export class Register {
         txn,
         amountMinor: plan.amountMinor,
         currency: plan.sale.currency,
+        offlineAllowed: true,
       });
     } catch (err) {
       this.log.warn({ txn, err: String(err) }, 'card refund failed; asking the terminal');
