@@ -8,6 +8,18 @@ import { DEFAULT_LIMITS } from './till/commands.js';
 
 const id = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, dot, dash or underscore, at most 64');
 
+const devicePath = z.string().min(1).max(255);
+const baudRate = z.number().int().min(300).max(921_600);
+/** How receipts are laid out (appliance/devices/printer/receipt-render.ts). */
+const receipt = {
+  /** 42 characters: 80 mm paper in font B or 58 mm in font A; 48 for 80 mm in font A. */
+  columns: z.union([z.literal(42), z.literal(48)]).default(42),
+  /** The printer's own code-page switching covers the Euro sign and accents. */
+  encoding: z.enum(['multilingual', 'cp858', 'cp1252', 'cp437']).default('multilingual'),
+  /** The zone receipts print their time in (IANA name); UTC unless the store says. */
+  timeZone: z.string().min(1).max(64).optional(),
+};
+
 export const ConfigSchema = z
   .object({
     /** This register's identity in the books and on MQTT topics. */
@@ -40,6 +52,30 @@ export const ConfigSchema = z
         maxLines: z.number().int().min(1).max(1000).default(DEFAULT_LIMITS.maxLines),
         maxQty: z.number().int().min(1).max(100_000).default(DEFAULT_LIMITS.maxQty),
         maxCashMinor: z.number().int().min(1).default(DEFAULT_LIMITS.maxCashMinor),
+        /** When the terminal may approve card payments offline (docs/protocols/ecr.md). */
+        cardOffline: z
+          .object({
+            maxTxnMinor: z.number().int().min(0).default(DEFAULT_LIMITS.cardOffline.maxTxnMinor),
+            maxOutstandingMinor: z
+              .number()
+              .int()
+              .min(0)
+              .default(DEFAULT_LIMITS.cardOffline.maxOutstandingMinor),
+            maxOutstandingCount: z
+              .number()
+              .int()
+              .min(0)
+              .max(10_000)
+              .default(DEFAULT_LIMITS.cardOffline.maxOutstandingCount),
+            maxAgeMs: z
+              .number()
+              .int()
+              .min(0)
+              .max(30 * 86_400_000)
+              .default(DEFAULT_LIMITS.cardOffline.maxAgeMs),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -55,13 +91,78 @@ export const ConfigSchema = z
       .object({ catalogFile: z.string().min(1).optional(), cashiersFile: z.string().min(1).optional() })
       .strict()
       .prefault({}),
+    /** The countertop hardware (docs/devices.md). Paths are best the stable udev names under /dev/pos. */
     devices: z
       .object({
-        /** Until the device drivers land, the card terminal is simulated in-process. */
         terminal: z
-          .object({ kind: z.literal('simulated') })
-          .strict()
+          .discriminatedUnion('kind', [
+            /** In-process: development and the demo without socat. */
+            z.object({ kind: z.literal('simulated') }).strict(),
+            z
+              .object({
+                kind: z.literal('ecr'),
+                path: devicePath,
+                baudRate: baudRate.default(9600),
+                /** How long the terminal has to acknowledge a request, ms: it answers in well under 1 s. */
+                ackTimeoutMs: z.number().int().min(100).max(60_000).default(2000),
+                /** How long a payment may take, ms: a customer finding a card and typing a PIN. */
+                resultTimeoutMs: z.number().int().min(1000).max(600_000).default(120_000),
+              })
+              .strict(),
+          ])
           .prefault({ kind: 'simulated' }),
+        printer: z
+          .discriminatedUnion('kind', [
+            z.object({ kind: z.literal('none') }).strict(),
+            z
+              .object({ kind: z.literal('usb'), path: devicePath.default('/dev/usb/lp0'), ...receipt })
+              .strict(),
+            z
+              .object({
+                kind: z.literal('serial'),
+                path: devicePath,
+                baudRate: baudRate.default(19200),
+                ...receipt,
+              })
+              .strict(),
+            z
+              .object({
+                kind: z.literal('tcp'),
+                host: z.string().min(1).max(253),
+                port: z.number().int().min(1).max(65535).default(9100),
+                ...receipt,
+              })
+              .strict(),
+          ])
+          .prefault({ kind: 'none' }),
+        /** Up to four scanners (a handheld and an in-counter one, say). */
+        scanners: z
+          .array(
+            z.discriminatedUnion('kind', [
+              z
+                .object({
+                  kind: z.literal('hid'),
+                  vendorId: z.number().int().min(0).max(0xffff).optional(),
+                  productId: z.number().int().min(0).max(0xffff).optional(),
+                  path: devicePath.optional(),
+                  layout: z.enum(['us', 'de']).default('us'),
+                  /** hidraw: the kernel's HID driver stays bound; libusb: node-hid takes the device over. */
+                  driver: z.enum(['hidraw', 'libusb']).default('hidraw'),
+                })
+                .strict()
+                .refine(
+                  (s) => s.path !== undefined || (s.vendorId !== undefined && s.productId !== undefined),
+                  {
+                    message: 'an HID scanner needs a path or both vendorId and productId',
+                  },
+                ),
+              z
+                .object({ kind: z.literal('serial'), path: devicePath, baudRate: baudRate.default(9600) })
+                .strict(),
+            ]),
+          )
+          .max(4)
+          .default([]),
       })
       .strict()
       .prefault({}),

@@ -37,7 +37,13 @@ export type TerminalEvent =
   /** For the cashier, while a payment runs ("insert card", "enter PIN"). */
   | { type: 'status'; txn: string; message: string }
   /** The later outcome of an offline approval, once the terminal has forwarded it. */
-  | { type: 'saf.result'; txn: string; outcome: 'approved' | 'declined'; authCode?: string; message?: string };
+  | {
+      type: 'saf.result';
+      txn: string;
+      outcome: 'approved' | 'declined';
+      authCode?: string;
+      message?: string;
+    };
 
 export type CardQuery =
   { state: 'unknown' } | { state: 'in_progress' } | { state: 'final'; result: CardOutcome };

@@ -8,7 +8,7 @@ import type { JournalEvent } from '../../cloud-bridge/protocol/record.js';
 import type { Catalog, Product } from './catalog.js';
 import { DECOY_HASH, type Cashier, type CashierList } from './cashiers.js';
 import { normalizeBarcode, barcodeKeys } from './barcode.js';
-import { cashRound, roundDiv } from './money.js';
+import { cashRound, formatMinor, roundDiv } from './money.js';
 import {
   expectedCash,
   paidMinor,
@@ -35,6 +35,19 @@ export interface TillLimits {
   maxQty: number;
   /** Largest single cash amount the till accepts, minor units (a typo guard). */
   maxCashMinor: number;
+  /** When the card terminal may approve offline (the POS enforces these; docs/protocols/ecr.md). */
+  cardOffline: OfflineCardLimits;
+}
+
+export interface OfflineCardLimits {
+  /** Largest card payment approved offline, minor units. 250.00: the common terminal default. */
+  maxTxnMinor: number;
+  /** Largest total of offline approvals not yet forwarded, per register, minor units. */
+  maxOutstandingMinor: number;
+  /** Most offline approvals not yet forwarded (also bounds the state that tracks them). */
+  maxOutstandingCount: number;
+  /** Oldest an unforwarded approval may be before no more are taken, ms: 24 h, the strictest vendor window. */
+  maxAgeMs: number;
 }
 
 export const DEFAULT_LIMITS: TillLimits = {
@@ -45,6 +58,12 @@ export const DEFAULT_LIMITS: TillLimits = {
   maxLines: 200,
   maxQty: 999,
   maxCashMinor: 1_000_000,
+  cardOffline: {
+    maxTxnMinor: 25_000,
+    maxOutstandingMinor: 250_000,
+    maxOutstandingCount: 500,
+    maxAgeMs: 24 * 3_600_000,
+  },
 };
 
 export interface CommandContext {
@@ -624,11 +643,47 @@ function complete(
 }
 
 /** The record written before a card request goes to the terminal (no double charge). */
+/**
+ * May the terminal approve this amount offline? The POS's limits, checked with every request: what a
+ * terminal approves offline is the store's risk until it is forwarded, and an issuer may still decline.
+ * When not, says why in words for the cashier.
+ */
+export function offlinePermission(
+  s: RegisterState,
+  amountMinor: number,
+  currency: string,
+  ctx: Pick<CommandContext, 'limits' | 'nowMs'>,
+): { allowed: true } | { allowed: false; why: string } {
+  const limits = ctx.limits.cardOffline;
+  const held = Object.values(s.offlineCard);
+  const heldMinor = held.reduce((sum, a) => sum + a.amountMinor, 0);
+  const oldest = held.reduce((min, a) => Math.min(min, a.approvedAt), Infinity);
+  const money = (m: number) => formatMinor(m, currency);
+  if (amountMinor > limits.maxTxnMinor)
+    return {
+      allowed: false,
+      why: `${money(amountMinor)} is over the offline limit of ${money(limits.maxTxnMinor)}`,
+    };
+  if (heldMinor + amountMinor > limits.maxOutstandingMinor)
+    return {
+      allowed: false,
+      why: `offline card payments waiting to be sent (${money(heldMinor)}) would go over ${money(limits.maxOutstandingMinor)}`,
+    };
+  if (held.length + 1 > limits.maxOutstandingCount)
+    return { allowed: false, why: `${held.length} offline card payments are already waiting to be sent` };
+  if (ctx.nowMs - oldest > limits.maxAgeMs)
+    return {
+      allowed: false,
+      why: `an offline card payment has waited more than ${Math.round(limits.maxAgeMs / 3_600_000)} h to be sent`,
+    };
+  return { allowed: true };
+}
+
 export function cardRequest(
   s: RegisterState,
   amountMinor: number | undefined,
   ctx: CommandContext,
-): Decision & { txn: string; amountMinor: number } {
+): Decision & { txn: string; amountMinor: number; offlineAllowed: boolean } {
   session(s);
   const sale = currentSale(s);
   noCardPending(s);
@@ -638,11 +693,65 @@ export function cardRequest(
   if (amount <= 0 || amount > due)
     throw new RegisterError('BAD_PARAMS', `a card tender is 1 to ${due} (no cash back)`);
   const txn = ctx.newId();
+  const offlineAllowed = offlinePermission(s, amount, sale.currency, ctx).allowed;
   return {
     txn,
     amountMinor: amount,
+    offlineAllowed,
     events: [
-      { type: 'card.requested', txn, saleId: sale.saleId, amountMinor: amount, currency: sale.currency },
+      {
+        type: 'card.requested',
+        txn,
+        saleId: sale.saleId,
+        amountMinor: amount,
+        currency: sale.currency,
+        offlineAllowed,
+      },
+    ],
+  };
+}
+
+/** The refusal for a card the terminal would not take offline because of the POS's limits. */
+export function offlineLimitRefusal(
+  s: RegisterState,
+  amountMinor: number,
+  currency: string,
+  ctx: Pick<CommandContext, 'limits' | 'nowMs'>,
+): RegisterError {
+  const permission = offlinePermission(s, amountMinor, currency, ctx);
+  const why = permission.allowed ? 'it is over the offline limits' : permission.why;
+  return new RegisterError(
+    'CARD_OFFLINE_LIMIT',
+    `Card payments are offline and ${why}: take cash or another tender.`,
+    { amountMinor },
+  );
+}
+
+/**
+ * The record for a store-and-forward outcome: the terminal forwarded an offline approval and the issuer
+ * answered. A decline is money the store will not get for goods already gone: it travels to the ledger
+ * as an exception. A repeat of an outcome already recorded writes nothing.
+ */
+export function safResult(
+  s: RegisterState,
+  e: { txn: string; outcome: 'approved' | 'declined'; authCode?: string; message?: string },
+): Decision {
+  const held = s.offlineCard[e.txn];
+  // A decline for a txn we no longer hold is still recorded (the ledger keeps one per txn); an approval
+  // for one is a resend.
+  if (!held && e.outcome === 'approved') return { events: [] };
+  const receiptNo = held ? s.saleReceipt[held.saleId] : undefined;
+  return {
+    events: [
+      {
+        type: 'card.saf',
+        txn: e.txn,
+        outcome: e.outcome,
+        ...(held ? { saleId: held.saleId, amountMinor: held.amountMinor, currency: held.currency } : {}),
+        ...(receiptNo !== undefined ? { receiptNo } : {}),
+        ...(e.authCode ? { authCode: e.authCode } : {}),
+        ...(e.message ? { message: e.message } : {}),
+      },
     ],
   };
 }
@@ -664,9 +773,11 @@ export function cardResult(
       refusal:
         result.outcome === 'approved'
           ? undefined
-          : new RegisterError('CARD_DECLINED', result.message ?? `card ${result.outcome}`, {
-              outcome: result.outcome,
-            }),
+          : result.reason === 'offline_not_allowed'
+            ? offlineLimitRefusal(s, pending.amountMinor, pending.currency, ctx)
+            : new RegisterError('CARD_DECLINED', result.message ?? `card ${result.outcome}`, {
+                outcome: result.outcome,
+              }),
       answer: (st) => ({ completed: false, sale: saleView(st) }),
     };
   }

@@ -8,16 +8,32 @@ import type { Clock } from '../clock.js';
 import type { Journal } from '../journal/journal.js';
 import type { Catalog } from './catalog.js';
 import { DECOY_HASH, verifyPin, verifyPinAsync, type CashierList } from './cashiers.js';
-import type { CardOutcome, CardQuery, CardTerminal } from './card.js';
+import type { CardOutcome, CardQuery, CardTerminal, TerminalEvent } from './card.js';
+import type { DeviceHealth } from '../devices/device.js';
 import type { JournalEvent } from '../../cloud-bridge/protocol/record.js';
 import * as cmd from './commands.js';
 import { expectedCash, type RegisterState } from './state.js';
 
 export interface Devices {
   terminal: CardTerminal;
-  /** Print a receipt document; a failure never fails the sale (the receipt stays reprintable). */
-  print?: (receipt: ReturnType<typeof cmd.receiptDoc>) => Promise<void>;
+  /**
+   * Print a receipt document. The printer driver queues it durably and never fails for a printer fault;
+   * should it throw anyway, the sale stands and the error shows in the status.
+   */
+  print?: (receipt: ReturnType<typeof cmd.receiptDoc>) => Promise<unknown>;
   kickDrawer?: () => Promise<void>;
+  /** Each device's health for the cashier's status line. */
+  health?: () => Record<string, DeviceHealth>;
+}
+
+/** What became of the last code the scanner read, for the till's feedback line. */
+export interface ScanFeedback {
+  code: string;
+  atMs: number;
+  ok: boolean;
+  /** The line it added, or why it was refused. */
+  name?: string;
+  error?: { code: string; message: string };
 }
 
 export interface RegisterOptions {
@@ -44,6 +60,8 @@ export class Register {
   private readonly limits: cmd.TillLimits;
   private readonly log: Logger;
   private lastPrintError: string | null = null;
+  private lastScan: ScanFeedback | null = null;
+  private terminalMessage: { txn: string; message: string } | null = null;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: RegisterOptions) {
@@ -79,9 +97,49 @@ export class Register {
     await this.enqueue(() => this.settlePendingCard(false));
   }
 
+  /**
+   * A code from the scanner: rung up like `sale.scan`, in turn with every other command. The answer goes
+   * to the status (the till shows it); a scan never throws at the scanner.
+   */
+  scanned(code: string): Promise<ScanFeedback> {
+    return this.enqueue(async () => {
+      const atMs = this.opts.clock.nowMs();
+      let feedback: ScanFeedback;
+      try {
+        const answer = (await this.dispatchOne('sale.scan', { code })) as { line?: { name?: string } };
+        feedback = { code, atMs, ok: true, ...(answer?.line?.name ? { name: answer.line.name } : {}) };
+      } catch (err) {
+        const e = isRegisterError(err) ? err : new RegisterError('INTERNAL', String(err));
+        feedback = { code, atMs, ok: false, error: { code: e.code, message: e.message } };
+      }
+      this.lastScan = feedback;
+      this.opts.onChange?.();
+      return feedback;
+    });
+  }
+
+  /** What the terminal says between answers: messages for the cashier, later SAF outcomes. */
+  onTerminalEvent(e: TerminalEvent): Promise<void> {
+    if (e.type === 'status') {
+      this.terminalMessage = { txn: e.txn, message: e.message };
+      this.opts.onChange?.();
+      return Promise.resolve();
+    }
+    // Journaled before the driver acknowledges it to the terminal: a crash in between means a resend.
+    return this.enqueue(async () => {
+      const decision = cmd.safResult(this.state, e);
+      if (!decision.events.length) return;
+      this.append(decision.events);
+      if (e.outcome === 'declined')
+        this.log.warn({ txn: e.txn, alarm: 'saf-declined' }, 'an offline card approval was declined later');
+      this.opts.onChange?.();
+    });
+  }
+
   status() {
     const s = this.state;
     const j = this.opts.journal;
+    const held = Object.values(s.offlineCard);
     return {
       deviceId: j.deviceId,
       epoch: j.epoch,
@@ -102,7 +160,15 @@ export class Register {
       pendingCard: s.pendingCard,
       receiptNo: s.receiptNo,
       zNo: s.zNo,
-      printer: this.lastPrintError ? { ok: false, error: this.lastPrintError } : { ok: true },
+      offlineCard: {
+        count: held.length,
+        totalMinor: held.reduce((sum, a) => sum + a.amountMinor, 0),
+        oldestAt: held.length ? Math.min(...held.map((a) => a.approvedAt)) : null,
+      },
+      devices: this.opts.devices.health?.() ?? {},
+      printError: this.lastPrintError,
+      terminalMessage: s.pendingCard ? this.terminalMessage : null,
+      lastScan: this.lastScan,
     };
   }
 
@@ -233,6 +299,7 @@ export class Register {
   private async cardTender(amountMinor: number | undefined, ctx: cmd.CommandContext): Promise<unknown> {
     const request = cmd.cardRequest(this.state, amountMinor, ctx);
     this.append(request.events); // journaled before the terminal hears of it
+    this.terminalMessage = null;
     this.opts.onChange?.();
     const sale = this.state.sale!;
     let result: CardOutcome;
@@ -241,7 +308,7 @@ export class Register {
         txn: request.txn,
         amountMinor: request.amountMinor,
         currency: sale.currency,
-        offlineAllowed: true,
+        offlineAllowed: request.offlineAllowed,
       });
     } catch (err) {
       // Outcome unknown (timeout, link lost): ask before anything else, and leave it open if we cannot.
@@ -317,6 +384,7 @@ export class Register {
         txn,
         amountMinor: plan.amountMinor,
         currency: plan.sale.currency,
+        // A refund takes no risk offline (money goes back to the card): terminals take them without limits.
         offlineAllowed: true,
       });
     } catch (err) {

@@ -136,6 +136,14 @@ export interface PendingCard {
   requestedAt: number;
 }
 
+/** A card payment the terminal approved offline and still holds to forward (store and forward). */
+export interface OfflineApproval {
+  amountMinor: number;
+  currency: string;
+  saleId: string;
+  approvedAt: number;
+}
+
 export interface RegisterState {
   /** Last receipt number issued (sales and refunds share one gapless series). */
   receiptNo: number;
@@ -146,6 +154,11 @@ export interface RegisterState {
   shift: Shift | null;
   sale: SaleInProgress | null;
   pendingCard: PendingCard | null;
+  /**
+   * Offline card approvals not yet forwarded, by txn: what the POS's offline limits count. Bounded by
+   * those limits (a count and a total), cleared by each `card.saf`.
+   */
+  offlineCard: Record<string, OfflineApproval>;
   /** Recent receipts by number, oldest evicted past RECENT_RECEIPTS. */
   receipts: Record<string, CompletedSale | CompletedRefund>;
   receiptOrder: number[];
@@ -184,6 +197,7 @@ export function initialState(): RegisterState {
     shift: null,
     sale: null,
     pendingCard: null,
+    offlineCard: {},
     receipts: {},
     receiptOrder: [],
     saleReceipt: {},
@@ -332,8 +346,22 @@ function applyEvent(s: RegisterState, e: E, r: JournalRecord): void {
         requestedAt: r.ts,
       };
       return;
-    case 'card.result':
-      if (s.pendingCard?.txn === ev.txn) s.pendingCard = null;
+    case 'card.result': {
+      const pending = s.pendingCard;
+      if (!pending || pending.txn !== ev.txn) return;
+      s.pendingCard = null;
+      if (ev.outcome === 'approved' && ev.mode === 'offline' && pending.saleId) {
+        s.offlineCard[ev.txn] = {
+          amountMinor: pending.amountMinor,
+          currency: pending.currency,
+          saleId: pending.saleId,
+          approvedAt: r.ts,
+        };
+      }
+      return;
+    }
+    case 'card.saf':
+      delete s.offlineCard[ev.txn];
       return;
     case 'sale.tendered':
       s.sale!.tenders.push(ev.tender);

@@ -9,6 +9,7 @@ import { CatalogSchema, type Catalog } from '../../appliance/till/catalog.js';
 import { CashierListSchema, type CashierList } from '../../appliance/till/cashiers.js';
 import { SimulatedCardTerminal } from '../../appliance/till/card.js';
 import { Register } from '../../appliance/till/register.js';
+import type { TillLimits } from '../../appliance/till/commands.js';
 import { registerReducer, type RegisterState } from '../../appliance/till/state.js';
 import { FaultFs } from './fault-fs.js';
 import { Rng } from './rng.js';
@@ -26,7 +27,9 @@ export const code = (sku: string): string => demoCatalog.products.find((p) => p.
 export const PINS = { ana: '1111', ben: '2222', mia: '9999' } as const;
 export const MANAGER = { managerId: 'mia', pin: PINS.mia };
 
-export function makeRegister(opts: { seed?: number; io?: FaultFs; catalog?: Catalog } = {}) {
+export function makeRegister(
+  opts: { seed?: number; io?: FaultFs; catalog?: Catalog; limits?: Partial<TillLimits> } = {},
+) {
   const rng = new Rng(opts.seed ?? 1);
   const io = opts.io ?? new FaultFs(rng);
   const clock = manualClock();
@@ -49,6 +52,7 @@ export function makeRegister(opts: { seed?: number; io?: FaultFs; catalog?: Cata
     cashiers: () => demoCashiers,
     devices: { terminal },
     clock,
+    limits: opts.limits,
     random: () => new Uint8Array(rng.bytes(16)),
   });
   const call = (method: string, params: unknown = {}) => register.execute(method, params);
