@@ -39,3 +39,63 @@ t.test('a bad value is refused with its field named', async (t) => {
     );
   }
 });
+
+t.test('devices: defaults, each kind, and refusals naming the field', async (t) => {
+  const c = parseConfig({ ...base }, {}, '/');
+  t.same(c.devices, { terminal: { kind: 'simulated' }, printer: { kind: 'none' }, scanners: [] });
+  t.same(c.till.cardOffline, {
+    maxTxnMinor: 25_000,
+    maxOutstandingMinor: 250_000,
+    maxOutstandingCount: 500,
+    maxAgeMs: 86_400_000,
+  });
+  const full = parseConfig(
+    {
+      ...base,
+      devices: {
+        terminal: { kind: 'ecr', path: '/dev/pos/terminal' },
+        printer: { kind: 'tcp', host: 'printer.local' },
+        scanners: [
+          { kind: 'hid', vendorId: 0x05e0, productId: 0x1200 },
+          { kind: 'serial', path: '/dev/pos/scanner' },
+        ],
+      },
+    },
+    {},
+    '/',
+  );
+  t.match(full.devices.terminal, {
+    kind: 'ecr',
+    baudRate: 9600,
+    ackTimeoutMs: 2000,
+    resultTimeoutMs: 120_000,
+  });
+  t.match(full.devices.printer, { kind: 'tcp', port: 9100, columns: 42, encoding: 'multilingual' });
+  t.match(full.devices.scanners, [
+    { kind: 'hid', layout: 'us', driver: 'hidraw' },
+    { kind: 'serial', baudRate: 9600 },
+  ]);
+  const bad: [unknown, RegExp][] = [
+    [{ terminal: { kind: 'ecr' } }, /devices\.terminal\.path/],
+    [{ terminal: { kind: 'ecr', path: '/dev/x', baudRate: 7 } }, /devices\.terminal\.baudRate/],
+    [{ printer: { kind: 'tcp', host: 'p', port: 70000 } }, /devices\.printer\.port/],
+    [{ printer: { kind: 'usb', columns: 40 } }, /devices\.printer\.columns/],
+    [{ printer: { kind: 'lpt' } }, /devices\.printer\.kind/],
+    [
+      { scanners: [{ kind: 'hid', vendorId: 1 }] },
+      /devices\.scanners\.0.*path or both vendorId and productId/,
+    ],
+    [{ scanners: [{ kind: 'serial', path: '/dev/x', parity: 'odd' }] }, /devices\.scanners\.0/],
+    [{ scanners: Array(5).fill({ kind: 'serial', path: '/dev/x' }) }, /devices\.scanners/],
+  ];
+  for (const [devices, field] of bad) {
+    t.throws(
+      () => parseConfig({ ...base, devices }, {}, '/'),
+      { code: 'CONFIG_INVALID', message: field },
+      JSON.stringify(devices),
+    );
+  }
+  t.throws(() => parseConfig({ ...base, till: { cardOffline: { maxAgeMs: -1 } } }, {}, '/'), {
+    message: /till\.cardOffline\.maxAgeMs/,
+  });
+});
