@@ -108,7 +108,7 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
   seed(catalog, config.seed.catalogFile, (d) => CatalogSchema.parse(d), log);
   seed(cashiers, config.seed.cashiersFile, (d) => CashierListSchema.parse(d), log);
 
-  let publish: (state: unknown) => void = () => {};
+  let publish: (state: () => unknown) => void = () => {};
   const register = new Register({
     journal,
     catalog: () => catalog.data ?? undefined,
@@ -117,7 +117,7 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
     clock,
     limits: config.till,
     log,
-    onChange: () => publish(register.status()),
+    onChange: () => publish(() => register.status()),
   });
   const socketPath = path.join(config.stateDir, 'control.sock');
   const server = new ControlServer({

@@ -161,10 +161,16 @@ export class ControlServer {
   }
 
   /** Pushes `{"event":"state","data":…}` to every subscribed connection; returns how many it went to. */
+  /**
+   * Push a state to every subscriber. A function is called only when someone subscribes: the state is
+   * built and serialised after every command, which is wasted work on a till nobody watches.
+   */
   publish(data: unknown): number {
     let line: string;
+    if (![...this.connections].some((c) => c.subscribed)) return 0;
     try {
-      line = JSON.stringify({ event: 'state', data: data ?? null });
+      const value: unknown = typeof data === 'function' ? (data as () => unknown)() : data;
+      line = JSON.stringify({ event: 'state', data: value ?? null });
     } catch (err) {
       this.log.error({ err: errText(err) }, 'state cannot be published: not JSON');
       return 0;
