@@ -16,7 +16,8 @@ import { openDurableJson } from './store/durable-json.js';
 import { ControlServer } from './control/server.js';
 import { CatalogSchema, type Catalog } from './till/catalog.js';
 import { CashierListSchema, type CashierList } from './till/cashiers.js';
-import { SimulatedCardTerminal, type CardTerminal } from './till/card.js';
+import type { CardTerminal } from './till/card.js';
+import { openDevices, type DeviceSet } from './devices/open-devices.js';
 import { Register } from './till/register.js';
 import { registerReducer, type RegisterState } from './till/state.js';
 
@@ -29,6 +30,7 @@ export interface Daemon {
   register: Register;
   journal: Journal<RegisterState>;
   server: ControlServer;
+  devices: DeviceSet;
   socketPath: string;
   stop(): Promise<void>;
 }
@@ -109,11 +111,18 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
   seed(cashiers, config.seed.cashiersFile, (d) => CashierListSchema.parse(d), log);
 
   let publish: (state: () => unknown) => void = () => {};
+  const devices = openDevices(config.devices, {
+    stateDir: config.stateDir,
+    clock,
+    log,
+    ...(opts.terminal ? { terminal: opts.terminal } : {}),
+    onChange: () => publish(() => register.status()),
+  });
   const register = new Register({
     journal,
     catalog: () => catalog.data ?? undefined,
     cashiers: () => cashiers.data ?? undefined,
-    devices: { terminal: opts.terminal ?? new SimulatedCardTerminal() },
+    devices: devices.devices,
     clock,
     limits: config.till,
     log,
@@ -134,6 +143,8 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
     },
   });
   publish = (state) => server.publish(state);
+  // The terminal must be reachable (or known not to be) before an open card request is asked about.
+  await devices.start(register);
   await register.recover();
   await server.start();
   log.info({ socket: socketPath, deviceId: config.deviceId, lastSeq: journal.lastSeq }, 'ready');
@@ -141,10 +152,12 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
     register,
     journal,
     server,
+    devices,
     socketPath,
     async stop() {
       await server.stop();
       await register.drain(); // a command already running finishes and is journaled before the close
+      await devices.stop();
       journal.close();
       log.info({}, 'stopped');
     },

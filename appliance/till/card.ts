@@ -65,7 +65,7 @@ export interface CardTerminal {
 
 /** An in-process terminal: approves up to a limit, remembers every txn, never charges one twice. */
 export class SimulatedCardTerminal implements CardTerminal {
-  readonly charges = new Map<string, CardOutcome & { amountMinor: number; kind: 'pay' | 'refund' }>();
+  readonly charges = new Map<string, { outcome: CardOutcome; amountMinor: number; kind: 'pay' | 'refund' }>();
   /** Amounts above this are declined. */
   declineAboveMinor = Infinity;
   online = true;
@@ -80,12 +80,12 @@ export class SimulatedCardTerminal implements CardTerminal {
 
   async query(txn: string): Promise<CardQuery> {
     const known = this.charges.get(txn);
-    return known ? { state: 'final', result: known } : { state: 'unknown' };
+    return known ? { state: 'final', result: known.outcome } : { state: 'unknown' };
   }
 
   private settle(req: CardRequest, kind: 'pay' | 'refund'): CardOutcome {
     const known = this.charges.get(req.txn);
-    if (known) return known;
+    if (known) return known.outcome;
     const mode = this.online ? 'online' : 'offline';
     const outcome: CardOutcome =
       !this.online && !req.offlineAllowed
@@ -100,7 +100,7 @@ export class SimulatedCardTerminal implements CardTerminal {
               brand: 'VISA',
               ...(this.online ? {} : { saf: true }),
             };
-    this.charges.set(req.txn, { ...outcome, amountMinor: req.amountMinor, kind });
+    this.charges.set(req.txn, { outcome, amountMinor: req.amountMinor, kind });
     return outcome;
   }
 }

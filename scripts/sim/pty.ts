@@ -2,7 +2,7 @@
 // the simulator playing the device. Killing the pair is pulling the cable; starting it again on the
 // same names is plugging it back in.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 
 export interface PtyPair {
@@ -24,7 +24,17 @@ export function hasSocat(): boolean {
 
 const START_TIMEOUT_MS = 5000; // socat creates both links within a few ms; this bounds a broken install
 
+/**
+ * A SIGKILLed socat leaves its links behind, pointing at pty numbers the kernel hands out again: a
+ * driver retrying could open another pair's pty. The links go with the pair.
+ */
+function removeLinks(device: string, peer: string): void {
+  rmSync(device, { force: true });
+  rmSync(peer, { force: true });
+}
+
 async function startSocat(device: string, peer: string): Promise<ChildProcess> {
+  removeLinks(device, peer);
   const child = spawn(
     'socat',
     [`pty,raw,echo=0,link=${device}`, `pty,raw,echo=0,link=${peer}`],
@@ -66,6 +76,7 @@ export async function ptyPair(dir: string, name: string): Promise<PtyPair> {
     async unplug() {
       await stopSocat(child);
       child = null;
+      removeLinks(device, peer);
     },
     async replug() {
       await stopSocat(child);
@@ -74,6 +85,7 @@ export async function ptyPair(dir: string, name: string): Promise<PtyPair> {
     async close() {
       await stopSocat(child);
       child = null;
+      removeLinks(device, peer);
     },
   };
 }

@@ -1,41 +1,16 @@
 // registerd as a real process, driven through its control socket: a shift's work, kill -9 in the
 // middle of a sale and after one, and bad input that must not disturb anyone else.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { callControl } from '../../appliance/control/client.js';
+import { controlCaller, kill9, startDaemon } from '../support/registerd-process.js';
 import { bundle } from '../../scripts/lib/bundle.js';
 import { DEMO_CASHIERS_FILE, DEMO_CATALOG_FILE, MANAGER, PINS, code } from '../support/till-fixtures.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-
-interface Daemon {
-  proc: ChildProcess;
-  exited: Promise<number | null>;
-}
-
-function startDaemon(bin: string, config: string): Promise<Daemon> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [bin, '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const exited = new Promise<number | null>((r) => proc.on('exit', (c) => r(c)));
-    let log = '';
-    proc.stderr!.setEncoding('utf8');
-    proc.stderr!.on('data', (chunk: string) => {
-      log += chunk;
-      if (log.includes('"msg":"ready"')) resolve({ proc, exited });
-    });
-    proc.on('exit', (c) => reject(new Error(`registerd exited (${c}) before ready:\n${log}`)));
-  });
-}
-
-async function kill9(d: Daemon): Promise<void> {
-  d.proc.kill('SIGKILL');
-  await d.exited;
-}
 
 /** One raw line to the socket, one line back. */
 function rawLine(socket: string, line: string | Buffer): Promise<string> {
@@ -72,11 +47,7 @@ t.test('registerd through its socket, across kill -9', async (t) => {
     }),
   );
   const socket = path.join(dir, 'state', 'control.sock');
-  const call = async (method: string, params: unknown = {}) => {
-    const answer = await callControl(socket, method, params, 10_000);
-    if (!answer.ok) throw Object.assign(new Error(answer.error.message), { code: answer.error.code });
-    return answer.result as Record<string, unknown>;
-  };
+  const call = controlCaller(socket);
 
   let d = await startDaemon(bin, config);
   t.teardown(() => d.proc.kill('SIGKILL'));

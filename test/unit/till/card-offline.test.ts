@@ -46,7 +46,7 @@ t.test('over the per-transaction ceiling: refused with the reason, sale stays op
   t.equal(r.register.state.pendingCard, null);
   t.match(await r.call('sale.tender', { kind: 'cash', amountMinor: 1300 }), { completed: true });
   t.equal(r.terminal.charges.size, 1, 'the terminal recorded the refusal, not a charge');
-  t.equal([...r.terminal.charges.values()].filter((c) => c.outcome === 'approved').length, 0);
+  t.equal([...r.terminal.charges.values()].filter((c) => c.outcome.outcome === 'approved').length, 0);
 });
 
 t.test('over the outstanding total and count: refused; online again, no limit applies', async (t) => {
