@@ -81,7 +81,7 @@ t.test('registerd with its devices on ptys and TCP, across kill -9', async (t) =
   let d = await startDaemon(bin, config);
   t.teardown(() => d.proc.kill('SIGKILL'));
 
-  const status = () => call('status') as Promise<Status>;
+  const status = async () => (await call('status')) as unknown as Status;
   await until('every device up', async () => {
     const s = await status();
     return ['terminal', 'printer', 'scanner'].every((n) => s.devices[n]?.state === 'ok') && s;
