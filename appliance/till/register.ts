@@ -63,6 +63,8 @@ export class Register {
   private lastScan: ScanFeedback | null = null;
   private terminalMessage: { txn: string; message: string } | null = null;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Device work (drawer, printing), in order, behind the commands rather than in their way. */
+  private deviceWork: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: RegisterOptions) {
     this.limits = { ...cmd.DEFAULT_LIMITS, ...opts.limits };
@@ -87,9 +89,10 @@ export class Register {
     return run;
   }
 
-  /** Resolves once every command accepted so far has finished (for a clean stop). */
+  /** Resolves once every command accepted so far has finished, device work included (a clean stop). */
   async drain(): Promise<void> {
     await this.queue;
+    await this.deviceWork;
   }
 
   /** After a restart: settle a card request the crash left open, by asking the terminal (Invariant 3). */
@@ -275,22 +278,36 @@ export class Register {
     if (decision.events.length) this.append(decision.events);
     this.opts.onChange?.();
     if (decision.refusal) throw decision.refusal;
-    await this.effects(decision.effects ?? []);
+    this.effects(decision.effects ?? []);
     return decision.answer?.(this.state) ?? { ok: true };
   }
 
-  private async effects(effects: cmd.Effect[]): Promise<void> {
-    for (const effect of effects) {
+  /**
+   * Start a decision's device work. The record is durable, so the answer does not wait: a printer
+   * polling its status or out of paper never holds up the next scan. The receipt document is taken
+   * now, as of this record; the work runs in order behind earlier work.
+   */
+  private effects(effects: cmd.Effect[]): void {
+    if (!effects.length) return;
+    const jobs = effects.map((effect) => {
+      if (effect.kind === 'drawer') return { kind: effect.kind, run: () => this.opts.devices.kickDrawer?.() };
+      const doc = cmd.receiptDoc(this.state, effect.receiptNo, this.context());
+      return { kind: effect.kind, run: () => this.opts.devices.print?.(doc) };
+    });
+    this.deviceWork = this.deviceWork.then(() => this.runDeviceWork(jobs));
+  }
+
+  private async runDeviceWork(
+    jobs: { kind: string; run: () => Promise<unknown> | undefined }[],
+  ): Promise<void> {
+    for (const job of jobs) {
       try {
-        if (effect.kind === 'drawer') await this.opts.devices.kickDrawer?.();
-        else if (this.opts.devices.print) {
-          await this.opts.devices.print(cmd.receiptDoc(this.state, effect.receiptNo, this.context()));
-          this.lastPrintError = null;
-        }
+        await job.run();
+        if (job.kind === 'print') this.lastPrintError = null;
       } catch (err) {
         // The sale is durable; the receipt waits for a reprint and the cashier sees the printer state.
         this.lastPrintError = String((err as Error)?.message ?? err);
-        this.log.warn({ effect: effect.kind, err: this.lastPrintError }, 'device effect failed');
+        this.log.warn({ effect: job.kind, err: this.lastPrintError }, 'device effect failed');
         this.opts.onChange?.();
       }
     }

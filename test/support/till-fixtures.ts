@@ -8,7 +8,7 @@ import { Journal } from '../../appliance/journal/journal.js';
 import { CatalogSchema, type Catalog } from '../../appliance/till/catalog.js';
 import { CashierListSchema, type CashierList } from '../../appliance/till/cashiers.js';
 import { SimulatedCardTerminal } from '../../appliance/till/card.js';
-import { Register } from '../../appliance/till/register.js';
+import { Register, type Devices } from '../../appliance/till/register.js';
 import type { TillLimits } from '../../appliance/till/commands.js';
 import { registerReducer, type RegisterState } from '../../appliance/till/state.js';
 import { FaultFs } from './fault-fs.js';
@@ -28,7 +28,13 @@ export const PINS = { ana: '1111', ben: '2222', mia: '9999' } as const;
 export const MANAGER = { managerId: 'mia', pin: PINS.mia };
 
 export function makeRegister(
-  opts: { seed?: number; io?: FaultFs; catalog?: Catalog; limits?: Partial<TillLimits> } = {},
+  opts: {
+    seed?: number;
+    io?: FaultFs;
+    catalog?: Catalog;
+    limits?: Partial<TillLimits>;
+    devices?: Omit<Devices, 'terminal'>;
+  } = {},
 ) {
   const rng = new Rng(opts.seed ?? 1);
   const io = opts.io ?? new FaultFs(rng);
@@ -50,7 +56,7 @@ export function makeRegister(
     journal,
     catalog: () => opts.catalog ?? demoCatalog,
     cashiers: () => demoCashiers,
-    devices: { terminal },
+    devices: { terminal, ...opts.devices },
     clock,
     limits: opts.limits,
     random: () => new Uint8Array(rng.bytes(16)),
