@@ -19,6 +19,8 @@ t.test('a hanging printer does not hold up the answer or the next command', asyn
       },
     },
   });
+  await r.register.drain();
+  t.same(done.splice(0), ['drawer'], 'opening the shift opened the drawer for the float');
   await r.call('sale.scan', { code: code('COF-250') });
   t.match(await r.call('sale.tender', { kind: 'cash', amountMinor: 1000 }), {
     completed: true,
