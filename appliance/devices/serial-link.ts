@@ -3,7 +3,11 @@
 // jittered backoff, and reports when it is back. Data is handed on as it arrives; framing is the
 // driver's business.
 import { EventEmitter } from 'node:events';
-import { SerialPort } from 'serialport';
+import { read } from 'node:fs';
+import { promisify } from 'node:util';
+import { autoDetect, LinuxBinding, type LinuxOpenOptions } from '@serialport/bindings-cpp';
+import { unixRead } from '@serialport/bindings-cpp/dist/unix-read.js';
+import { SerialPortStream } from '@serialport/stream';
 import { RegisterError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { backoffDelayMs, realTimers, type BackoffOptions, type DeviceHealth, type Timers } from './device.js';
@@ -19,8 +23,48 @@ export interface PortLike extends EventEmitter {
 
 export type OpenPort = (path: string, baudRate: number) => PortLike;
 
-export const openSerialPort: OpenPort = (path, baudRate) =>
-  new SerialPort({ path, baudRate, autoOpen: false }) as unknown as PortLike;
+const readAsync = promisify(read);
+
+/**
+ * serialport's Linux reader treats a read of 0 bytes as "nothing yet" and reads again at once, forever
+ * (bindings-cpp issue 162): a tty whose other end hung up — a pulled USB-serial adapter on some
+ * chips, a pseudo-terminal whose socat died — then spins a core and is never reported lost. The port
+ * is opened non-blocking with VMIN 1, where no data is EAGAIN, so 0 bytes can only mean a hang-up: it
+ * is turned into serialport's own disconnect error, which closes the port and lets the link reconnect.
+ */
+const hangupAwareRead: typeof readAsync = (async (...args: Parameters<typeof readAsync>) => {
+  const r = await readAsync(...args);
+  if (r.bytesRead === 0)
+    throw Object.assign(new Error('the device hung up'), { code: 'EOF', disconnect: true });
+  return r;
+}) as typeof readAsync;
+
+const HangupAwareLinuxBinding: typeof LinuxBinding = {
+  ...LinuxBinding,
+  async open(options: LinuxOpenOptions) {
+    const port = await LinuxBinding.open(options);
+    port.read = (buffer, offset, length) =>
+      unixRead({ binding: port, buffer, offset, length, fsReadAsync: hangupAwareRead });
+    return port;
+  },
+};
+
+/** The OS binding, with the hang-up fix on Linux. */
+export const serialBinding = process.platform === 'linux' ? HangupAwareLinuxBinding : autoDetect();
+
+export interface OpenSerialOptions {
+  /** RTS/CTS hardware handshaking (printers with a CTS line). */
+  rtscts?: boolean;
+}
+
+export const openSerialPort = (path: string, baudRate: number, opts: OpenSerialOptions = {}): PortLike =>
+  new SerialPortStream({
+    binding: serialBinding,
+    path,
+    baudRate,
+    autoOpen: false,
+    ...(opts.rtscts ? { rtscts: true } : {}),
+  }) as unknown as PortLike;
 
 export interface SerialLinkOptions {
   path: string;

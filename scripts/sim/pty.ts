@@ -35,11 +35,9 @@ function removeLinks(device: string, peer: string): void {
 
 async function startSocat(device: string, peer: string): Promise<ChildProcess> {
   removeLinks(device, peer);
-  const child = spawn(
-    'socat',
-    [`pty,raw,echo=0,link=${device}`, `pty,raw,echo=0,link=${peer}`],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  const child = spawn('socat', [`pty,raw,echo=0,link=${device}`, `pty,raw,echo=0,link=${peer}`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
   const exited = new Promise<never>((_, reject) =>

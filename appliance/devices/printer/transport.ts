@@ -15,8 +15,7 @@ import {
   type DeviceHealth,
   type Timers,
 } from '../device.js';
-import { SerialLink, type OpenPort, type PortLike } from '../serial-link.js';
-import { SerialPort } from 'serialport';
+import { SerialLink, openSerialPort, type OpenPort, type PortLike } from '../serial-link.js';
 
 export interface PrinterTransportEvents {
   /** Bytes the printer sent back (status replies), as they arrive: no framing. */
@@ -543,5 +542,5 @@ export class SerialTransport extends EventEmitter<PrinterTransportEvents> implem
 }
 
 function openWithFlowControl(path: string, baudRate: number, rtscts: boolean): PortLike {
-  return new SerialPort({ path, baudRate, rtscts, autoOpen: false }) as unknown as PortLike;
+  return openSerialPort(path, baudRate, { rtscts });
 }
