@@ -21,25 +21,10 @@ import {
   type DecodedKick,
   type SimPrinterState,
 } from '../../../scripts/sim/printer-sim.js';
-import { MANAGER, code, readyRegister } from '../../support/till-fixtures.js';
 import { Rng } from '../../support/rng.js';
+import { receipts } from '../../support/receipt-fixtures.js';
 
 type SaleDoc = Extract<ReceiptDoc, { kind: 'sale' }>;
-
-/** A sale (a discount, two tenders, change) and its refund, from a real register. */
-async function receipts(): Promise<{ sale: SaleDoc; refund: ReceiptDoc }> {
-  const r = await readyRegister();
-  await r.call('sale.scan', { code: code('COF-250') });
-  await r.call('sale.scan', { code: code('WAT-150') });
-  await r.call('sale.setQty', { lineId: '2', qty: 2 });
-  await r.call('sale.discount', { lineId: '1', kind: 'percent', value: 1000 });
-  await r.call('sale.tender', { kind: 'card', amountMinor: 300 });
-  const done = (await r.call('sale.tender', { kind: 'cash', amountMinor: 1000 })) as { receipt: SaleDoc };
-  const refund = (await r.call('sale.refund', { receiptNo: 1, tender: 'cash', approval: MANAGER })) as {
-    receipt: ReceiptDoc;
-  };
-  return { sale: done.receipt, refund: refund.receipt };
-}
 
 const trimmed = (lines: readonly string[]): string[] => lines.map((l) => l.trimEnd());
 const textLines = (doc: ReceiptDoc, columns: 42 | 48): string[] => {

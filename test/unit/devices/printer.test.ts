@@ -27,6 +27,7 @@ import {
 } from '../../../scripts/sim/printer-sim.js';
 import { FaultFs } from '../../support/fault-fs.js';
 import { Rng } from '../../support/rng.js';
+import { sale } from '../../support/receipt-fixtures.js';
 
 /** Timers that fire only when the test says so. */
 class ManualTimers implements Timers {
@@ -122,44 +123,6 @@ class MemoryTransport extends EventEmitter<PrinterTransportEvents> implements Pr
     this.conn.write(bytes);
     return Promise.resolve();
   }
-}
-
-/** A small sale receipt; its number shows in the printed text as "No. N". */
-function sale(receiptNo: number): ReceiptDoc {
-  return {
-    kind: 'sale',
-    offline: false,
-    storeId: 'demo-store',
-    storeName: 'Corner Shop (demo)',
-    receiptNo,
-    time: Date.UTC(2026, 0, 1),
-    clock: 'trusted',
-    currency: 'EUR',
-    chain: '877f18cf063b',
-    seq: receiptNo,
-    saleId: `sale${receiptNo}`,
-    cashier: 'Ana',
-    lines: [
-      {
-        name: 'Espresso beans 250 g',
-        sku: 'COF-250',
-        qty: 1,
-        unitMinor: 649,
-        amountMinor: 649,
-        discountMinor: 0,
-        taxClass: 'reduced',
-      },
-    ],
-    subtotalMinor: 649,
-    discountMinor: 0,
-    taxes: [{ baseMinor: 607, name: 'VAT 7%', rateBp: 700, taxClass: 'reduced', taxMinor: 42 }],
-    taxMinor: 42,
-    totalMinor: 649,
-    roundingMinor: 0,
-    tenders: [{ kind: 'cash', amountMinor: 1000 }],
-    changeMinor: 351,
-    refunded: {},
-  } as ReceiptDoc;
 }
 
 const QUEUE_FILE = '/state/printer/reprint-queue.json';

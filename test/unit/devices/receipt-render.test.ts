@@ -10,25 +10,9 @@ import {
   renderReceiptText,
   type ReceiptDoc,
 } from '../../../appliance/devices/printer/receipt-render.js';
-import { MANAGER, code, readyRegister } from '../../support/till-fixtures.js';
+import { receipts } from '../../support/receipt-fixtures.js';
 
 type SaleDoc = Extract<ReceiptDoc, { kind: 'sale' }>;
-type RefundDoc = Extract<ReceiptDoc, { kind: 'refund' }>;
-
-/** Espresso with a line discount, two waters, part by card, the rest in cash with change; then a refund. */
-async function receipts(): Promise<{ sale: SaleDoc; refund: RefundDoc }> {
-  const r = await readyRegister();
-  await r.call('sale.scan', { code: code('COF-250') });
-  await r.call('sale.scan', { code: code('WAT-150') });
-  await r.call('sale.setQty', { lineId: '2', qty: 2 });
-  await r.call('sale.discount', { lineId: '1', kind: 'percent', value: 1000 });
-  await r.call('sale.tender', { kind: 'card', amountMinor: 300 });
-  const done = (await r.call('sale.tender', { kind: 'cash', amountMinor: 1000 })) as { receipt: SaleDoc };
-  const refund = (await r.call('sale.refund', { receiptNo: 1, tender: 'cash', approval: MANAGER })) as {
-    receipt: RefundDoc;
-  };
-  return { sale: done.receipt, refund: refund.receipt };
-}
 
 const latin1 = (b: Uint8Array): string => Buffer.from(b).toString('latin1');
 const has = (hay: Uint8Array, needle: number[]): boolean =>
