@@ -630,6 +630,17 @@ function complete(
       totals,
       changeMinor,
       roundingMinor,
+      // The whole sale, so the ledger books it from this one event (wire protocol ◆), whatever it
+      // saw of the lines being rung up.
+      shiftId: sale.shiftId,
+      startedAt: sale.startedAt,
+      currency: sale.currency,
+      taxMode: sale.tax.mode,
+      lines: sale.lines,
+      tenders,
+      ...(sale.basketDiscount ? { basketDiscount: sale.basketDiscount } : {}),
+      voidedLines: sale.voidedLines,
+      voidedMinor: sale.voidedMinor,
     } as JournalEvent,
     answer: (st: RegisterState) => ({
       completed: true,
@@ -642,7 +653,6 @@ function complete(
   };
 }
 
-/** The record written before a card request goes to the terminal (no double charge). */
 /**
  * May the terminal approve this amount offline? The POS's limits, checked with every request: what a
  * terminal approves offline is the store's risk until it is forwarded, and an issuer may still decline.
@@ -679,6 +689,7 @@ export function offlinePermission(
   return { allowed: true };
 }
 
+/** The record written before a card request goes to the terminal (no double charge). */
 export function cardRequest(
   s: RegisterState,
   amountMinor: number | undefined,
