@@ -24,7 +24,9 @@ export async function bundle(entry: string, outDir: string): Promise<string> {
     target: 'node20',
     external: NATIVE,
     // serialport's packages are CommonJS: give the ESM bundle a require for them.
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+    },
     logLevel: 'warning',
   });
   const link = path.join(outDir, 'node_modules');
