@@ -91,6 +91,27 @@ export const ConfigSchema = z
       .object({ catalogFile: z.string().min(1).optional(), cashiersFile: z.string().min(1).optional() })
       .strict()
       .prefault({}),
+    /** The link to the ledger (docs/sync.md). Without a broker URL the register keeps its journal to itself. */
+    cloud: z
+      .object({
+        /** `mqtts://host:8883` in the field (per-device client certificates); `mqtt://` for the demo store. */
+        brokerUrl: z
+          .string()
+          .regex(/^mqtts?:\/\/[^\s/]+(:\d+)?\/?$/, 'an mqtt:// or mqtts:// URL: scheme, host and port')
+          .optional(),
+        tls: z
+          .object({ caFile: z.string().min(1), certFile: z.string().min(1), keyFile: z.string().min(1) })
+          .strict()
+          .optional(),
+        /** Records per MQTT message: 200 keeps a message ~100 KiB and one ledger transaction short. */
+        batchMaxRecords: z.number().int().min(1).max(500).default(200),
+        /** Batches sent and not yet acknowledged by the ledger. */
+        maxInFlightBatches: z.number().int().min(1).max(64).default(4),
+        /** Resend from the last ack when the ledger has acknowledged nothing for this long, ms. */
+        ackTimeoutMs: z.number().int().min(1000).max(600_000).default(10_000),
+      })
+      .strict()
+      .prefault({}),
     /** The countertop hardware (docs/devices.md). Paths are best the stable udev names under /dev/pos. */
     devices: z
       .object({
@@ -176,6 +197,7 @@ export const ENV_OVERRIDES: Record<string, (c: Record<string, unknown>, v: strin
   REGISTER_STATE_DIR: (c, v) => (c.stateDir = v),
   REGISTER_DEVICE_ID: (c, v) => (c.deviceId = v),
   REGISTER_STORE_ID: (c, v) => (c.storeId = v),
+  REGISTER_BROKER_URL: (c, v) => (c.cloud = { ...(c.cloud as object | undefined), brokerUrl: v }),
 };
 
 export function parseConfig(
@@ -203,6 +225,9 @@ export function parseConfig(
     : path.resolve(baseDir, c.stateDir);
   if (c.seed.catalogFile) c.seed.catalogFile = path.resolve(baseDir, c.seed.catalogFile);
   if (c.seed.cashiersFile) c.seed.cashiersFile = path.resolve(baseDir, c.seed.cashiersFile);
+  if (c.cloud.tls)
+    for (const k of ['caFile', 'certFile', 'keyFile'] as const)
+      c.cloud.tls[k] = path.resolve(baseDir, c.cloud.tls[k]);
   return c;
 }
 

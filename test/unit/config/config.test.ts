@@ -99,3 +99,34 @@ t.test('devices: defaults, each kind, and refusals naming the field', async (t) 
     message: /till\.cardOffline\.maxAgeMs/,
   });
 });
+
+t.test('cloud: optional broker URL, mqtt(s) only, from the environment too; TLS paths resolve', async (t) => {
+  t.equal(parseConfig({ ...base }, {}, '/').cloud.brokerUrl, undefined);
+  const c = parseConfig(
+    {
+      ...base,
+      cloud: {
+        brokerUrl: 'mqtts://ledger.example:8883',
+        tls: { caFile: 'ca.pem', certFile: 'c.pem', keyFile: 'k.pem' },
+      },
+    },
+    {},
+    '/etc/register',
+  );
+  t.same(c.cloud.tls, {
+    caFile: '/etc/register/ca.pem',
+    certFile: '/etc/register/c.pem',
+    keyFile: '/etc/register/k.pem',
+  });
+  t.equal(
+    parseConfig({ ...base }, { REGISTER_BROKER_URL: 'mqtt://127.0.0.1:1' }, '/').cloud.brokerUrl,
+    'mqtt://127.0.0.1:1',
+  );
+  for (const url of ['http://x', 'mqtt://', 'mqtt://host/path', 'mqtt://a b']) {
+    t.throws(
+      () => parseConfig({ ...base, cloud: { brokerUrl: url } }, {}, '/'),
+      { message: /cloud\.brokerUrl/ },
+      url,
+    );
+  }
+});
