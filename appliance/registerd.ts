@@ -3,7 +3,7 @@
 // answers the control socket, and settles any card payment a crash left open before taking new work.
 //   registerd --config FILE      (or REGISTER_CONFIG=FILE)
 import { randomInt } from 'node:crypto';
-import { mkdirSync, realpathSync } from 'node:fs';
+import { mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { LowSync } from 'lowdb';
@@ -19,6 +19,7 @@ import { CashierListSchema, type CashierList } from './till/cashiers.js';
 import type { CardTerminal } from './till/card.js';
 import { openDevices, type DeviceSet } from './devices/open-devices.js';
 import { Register } from './till/register.js';
+import { CloudBridge } from '../cloud-bridge/bridge.js';
 import { registerReducer, type RegisterState } from './till/state.js';
 
 /** Exit status after an fsync error: the unit reboots the appliance on it (docs/journal.md). */
@@ -31,6 +32,7 @@ export interface Daemon {
   journal: Journal<RegisterState>;
   server: ControlServer;
   devices: DeviceSet;
+  bridge: CloudBridge | null;
   socketPath: string;
   stop(): Promise<void>;
 }
@@ -118,6 +120,9 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
     ...(opts.terminal ? { terminal: opts.terminal } : {}),
     onChange: () => publish(() => register.status()),
   });
+  const bridge = openBridge(config, journal, { catalog, cashiers }, clock, log, () =>
+    publish(() => register.status()),
+  );
   const register = new Register({
     journal,
     catalog: () => catalog.data ?? undefined,
@@ -126,7 +131,13 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
     clock,
     limits: config.till,
     log,
-    onChange: () => publish(() => register.status()),
+    onChange: () => {
+      bridge?.notify(); // a new record may be waiting to go
+      publish(() => register.status());
+    },
+    ...(bridge
+      ? { syncedThroughSeq: () => bridge.syncedThroughSeq(), syncStatus: () => bridge.status() }
+      : {}),
   });
   const socketPath = path.join(config.stateDir, 'control.sock');
   const server = new ControlServer({
@@ -147,21 +158,74 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
   await devices.start(register);
   await register.recover();
   await server.start();
+  // The link starts after the till answers: selling never waits for the network.
+  await bridge?.start();
   log.info({ socket: socketPath, deviceId: config.deviceId, lastSeq: journal.lastSeq }, 'ready');
   return {
     register,
     journal,
     server,
     devices,
+    bridge,
     socketPath,
     async stop() {
       await server.stop();
+      await bridge?.stop();
       await register.drain(); // a command already running finishes and is journaled before the close
       await devices.stop();
       journal.close();
       log.info({}, 'stopped');
     },
   };
+}
+
+/** The register's link to the ledger, when the config names a broker. */
+function openBridge(
+  config: Config,
+  journal: Journal<RegisterState>,
+  stores: { catalog: LowSync<Catalog | null>; cashiers: LowSync<CashierList | null> },
+  clock: Clock,
+  log: Logger,
+  onChange: () => void,
+): CloudBridge | null {
+  const { brokerUrl, tls } = config.cloud;
+  if (!brokerUrl) return null;
+  const install =
+    <T>(db: LowSync<T | null>, what: string) =>
+    (doc: T & { version: number }) => {
+      db.data = doc;
+      db.write(); // power-safe: temp file, fsync, rename, fsync dir
+      log.info({ version: doc.version }, `installed ${what} from the ledger`);
+      onChange();
+    };
+  return new CloudBridge({
+    brokerUrl,
+    deviceId: config.deviceId,
+    storeId: config.storeId,
+    journal,
+    stateDir: config.stateDir,
+    installCatalog: install(stores.catalog, 'catalog'),
+    installCashiers: install(stores.cashiers, 'cashier list'),
+    currentCatalogVersion: () => stores.catalog.data?.version,
+    currentCashiersVersion: () => stores.cashiers.data?.version,
+    // Read at each connection attempt, so renewed certificates are picked up without a restart.
+    ...(tls
+      ? {
+          tls: () => ({
+            ca: readFileSync(tls.caFile),
+            cert: readFileSync(tls.certFile),
+            key: readFileSync(tls.keyFile),
+          }),
+        }
+      : {}),
+    batchMaxRecords: config.cloud.batchMaxRecords,
+    maxInFlightBatches: config.cloud.maxInFlightBatches,
+    ackTimeoutMs: config.cloud.ackTimeoutMs,
+    nowMs: () => clock.nowMs(),
+    clockTrusted: () => clock.trusted(),
+    log,
+    onChange,
+  });
 }
 
 function usage(): never {

@@ -49,8 +49,10 @@ export interface RegisterOptions {
   log?: Logger;
   /** Called after every change of state (the control socket pushes it to subscribers). */
   onChange?: () => void;
-  /** The highest seq the ledger has acknowledged (the cloud bridge knows); 0 until it is wired in. */
+  /** The highest seq the ledger has acknowledged (the cloud bridge knows); 0 without a bridge. */
   syncedThroughSeq?: () => number;
+  /** The cloud link's state and queue depth for the status line; null without a bridge. */
+  syncStatus?: () => unknown;
 }
 
 /** The methods of the control socket ◆ (docs/control-protocol.md). */
@@ -169,6 +171,7 @@ export class Register {
         oldestAt: held.length ? Math.min(...held.map((a) => a.approvedAt)) : null,
       },
       devices: this.opts.devices.health?.() ?? {},
+      sync: this.opts.syncStatus?.() ?? null,
       printError: this.lastPrintError,
       terminalMessage: s.pendingCard ? this.terminalMessage : null,
       lastScan: this.lastScan,
