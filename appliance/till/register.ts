@@ -386,7 +386,9 @@ export class Register {
       );
     }
     const txn = ctx.newId();
-    const refund = { params: p, approvedBy, refundId };
+    // The approval has done its work: its PIN must never reach the journal (nor the wire).
+    const { approval: _approval, ...params } = p;
+    const refund = { params, approvedBy, refundId };
     this.append([
       {
         type: 'card.requested',

@@ -507,3 +507,18 @@ t.test('a PIN check does not hold up the event loop', async (t) => {
   t.ok(turned, 'the event loop turned while the PIN was being checked');
   t.ok(loggedIn);
 });
+
+t.test('no PIN ever reaches the journal: logins, approvals, cash and card refunds', async (t) => {
+  const r = await readyRegister();
+  await t.rejects(r.call('cashier.login', { cashierId: 'ben', pin: '0000' }), { code: 'WRONG_PIN' });
+  await r.call('sale.scan', { code: code('COF-250') });
+  await r.call('sale.tender', { kind: 'card' });
+  await r.call('sale.scan', { code: code('WAT-150') });
+  await r.call('sale.tender', { kind: 'cash', amountMinor: 100 });
+  await r.call('sale.refund', { receiptNo: 1, tender: 'card', approval: MANAGER });
+  await r.call('sale.refund', { receiptNo: 2, tender: 'cash', approval: MANAGER });
+  await r.call('cash.payout', { amountMinor: 100, reason: 'milk', approval: MANAGER });
+  const journal = JSON.stringify([...r.journal.read(1)]);
+  t.notMatch(journal, /"pin"/, 'no pin field');
+  for (const pin of [PINS.ana, PINS.mia, '0000']) t.notOk(journal.includes(`"${pin}"`), `no ${pin}`);
+});
