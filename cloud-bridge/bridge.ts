@@ -788,7 +788,12 @@ export class CloudBridge {
   }
 
   private statusMessage(online: boolean, figures = online): DeviceStatus {
-    const base: DeviceStatus = { v: WIRE_VERSION, online, epoch: this.journal.epoch };
+    const base: DeviceStatus = {
+      v: WIRE_VERSION,
+      online,
+      storeId: this.opts.storeId,
+      epoch: this.journal.epoch,
+    };
     if (this.opts.version !== undefined) base.version = this.opts.version.slice(0, 40);
     if (!figures) return base;
     const lastSeq = this.journal.lastSeq;

@@ -194,7 +194,11 @@ export async function recordDeviceStatus(
         ),
     )
     .execute();
-  return getDevice(ldb, topicDeviceId);
+  // A register names its store in its status; a change (a register moved to another store) is taken.
+  const known = await getDevice(ldb, topicDeviceId);
+  if (s.storeId && known && known.storeId !== s.storeId)
+    return assignDeviceStore(ldb, topicDeviceId, s.storeId, nowMs);
+  return known;
 }
 
 /** Say which store a device sells for; its sales and refunds booked without a store get it too. */

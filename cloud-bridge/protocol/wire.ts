@@ -113,6 +113,8 @@ export const DeviceStatusSchema = z
   .object({
     v: z.literal(WIRE_VERSION),
     online: z.boolean(),
+    /** The store the register sells for: its sales are booked to it. */
+    storeId: WireId.optional(),
     epoch: z.number().int().min(1).max(0xffffffff).optional(),
     lastSeq: z.number().int().min(0).optional(),
     lastAckedSeq: z.number().int().min(0).optional(),
