@@ -17,6 +17,7 @@ import { LedgerConsumer } from './consumer.js';
 import { LedgerHttpApi, type Middleware } from './http.js';
 import { openLedgerDb, type LedgerDb } from './db/open.js';
 import { applyJournalMessage } from './apply.js';
+import { applyInSeqOrder } from './seq-order.js';
 import { listStoreDocuments, recordDeviceStatus } from './queries.js';
 
 /** Exit status for options that cannot be used (sysexits EX_CONFIG), as registerd's. */
@@ -267,7 +268,11 @@ export async function startLedger(
         clock,
         log: childLogger(log, `consumer-${i}`),
         inbox: {
-          journal: (deviceId, payload, nowMs) => applyJournalMessage(ldb, deviceId, payload, nowMs),
+          // Alone, a consumer sees a device's batches in order; shared, it waits for the one before.
+          journal: (deviceId, payload, nowMs) =>
+            o.shared
+              ? applyInSeqOrder(ldb, deviceId, payload, () => clock.nowMs())
+              : applyJournalMessage(ldb, deviceId, payload, nowMs),
           status: (deviceId, payload, nowMs) => recordDeviceStatus(ldb, deviceId, payload, nowMs),
         },
         // A broker that lost its retained messages (restarted without persistence) gets them again.
