@@ -169,12 +169,15 @@ export async function applyJournalMessage(
     outcome.alarms.push(...run.alarms);
     lastSeq = run.lastSeq;
   }
+  // Only a message that moved its epoch's cursor speaks for the device's current epoch; a resend of
+  // duplicates may be a stale one from before a journal reset.
+  const moved = outcome.applied > 0 || outcome.rejected.length > 0;
   outcome.ack = await finishAck(
     ldb,
     deviceId,
     epoch,
     nowMs,
-    lastSeq === undefined ? undefined : { epoch, lastSeq },
+    lastSeq === undefined || !moved ? undefined : { epoch, lastSeq },
   );
   return outcome;
 }
@@ -1249,22 +1252,19 @@ async function finishAck(
 ): Promise<Ack | null> {
   const db = ldb.db;
   const [latest, lists] = await Promise.all([
-    latestCursor(db, deviceId),
+    latestCursor(db, deviceId, applied?.epoch),
     epochHint ? ackLists(db, deviceId, epochHint) : undefined,
     applied ? noteAcked(db, deviceId, applied.epoch, applied.lastSeq, nowMs) : undefined,
   ]);
-  const ack = await assembleAck(db, deviceId, epochHint, latest, lists);
+  const ack = await assembleAck(db, deviceId, applied?.epoch ?? latest?.epoch ?? epochHint, latest, lists);
   if (ack && !applied) await noteAcked(db, deviceId, ack.epoch, ack.ackedThrough, nowMs);
   return ack;
 }
 
-/** The ack for a device as the books stand (for its latest epoch, or `epochHint` if that is later). */
+/** The ack for a device as the books stand: for its most recently booked epoch (`epochHint` without one). */
 export async function ackFor(db: Db, deviceId: string, epochHint?: number): Promise<Ack | null> {
-  const [latest, lists] = await Promise.all([
-    latestCursor(db, deviceId),
-    epochHint ? ackLists(db, deviceId, epochHint) : undefined,
-  ]);
-  return assembleAck(db, deviceId, epochHint, latest, lists);
+  const latest = await latestCursor(db, deviceId);
+  return assembleAck(db, deviceId, latest?.epoch ?? epochHint, latest, undefined);
 }
 
 interface AckLists {
@@ -1273,14 +1273,18 @@ interface AckLists {
   exceptions: Ack['exceptions'];
 }
 
+/**
+ * The ack, in `epoch`. Epochs are random, not increasing, so "current" is not the highest: it is the
+ * epoch a message just booked records in, else the device's most recently moved cursor. A stale
+ * resend of an old epoch (duplicates only) never takes the retained ack away from the current one.
+ */
 async function assembleAck(
   db: Db,
   deviceId: string,
-  epochHint: number | undefined,
+  epoch: number | undefined,
   latest: { epoch: number; last_seq: number } | undefined,
   lists: AckLists | undefined,
 ): Promise<Ack | null> {
-  const epoch = Math.max(latest?.epoch ?? 0, epochHint ?? 0);
   if (!epoch) return null;
   const ackedThrough = latest?.epoch === epoch ? latest.last_seq : 0;
   const l = lists?.epoch === epoch ? lists : await ackLists(db, deviceId, epoch);
@@ -1294,11 +1298,14 @@ async function assembleAck(
   });
 }
 
-async function latestCursor(db: Db, deviceId: string) {
+/** The cursor of `epoch`, or without one the device's most recently moved (or created) cursor. */
+async function latestCursor(db: Db, deviceId: string, epoch?: number) {
   return db
     .selectFrom('device_cursors')
     .select(['epoch', 'last_seq'])
     .where('device_id', '=', deviceId)
+    .$if(epoch !== undefined, (q) => q.where('epoch', '=', epoch!))
+    .orderBy('updated_at', 'desc')
     .orderBy('epoch', 'desc')
     .limit(1)
     .executeTakeFirst();
@@ -1348,7 +1355,8 @@ async function noteAcked(db: Db, deviceId: string, epoch: number, ackedSeq: numb
         .where((eb) =>
           eb.or([
             eb('devices.acked_epoch', 'is', null),
-            eb('devices.acked_epoch', '<', eb.ref('excluded.acked_epoch')),
+            // Another epoch is a journal reset: the device starts over (epochs are random, not ordered).
+            eb('devices.acked_epoch', '!=', eb.ref('excluded.acked_epoch')),
             eb.and([
               eb('devices.acked_epoch', '=', eb.ref('excluded.acked_epoch')),
               eb('devices.last_acked_seq', '<=', eb.ref('excluded.last_acked_seq')),

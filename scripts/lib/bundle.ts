@@ -11,7 +11,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
  * Packages with native bindings stay outside the bundle: they find their prebuilt `.node` files
  * relative to their own directory. The bundle reaches them through a `node_modules` link beside it.
  */
-const NATIVE = ['serialport', '@serialport/*', 'node-hid'];
+const NATIVE = ['serialport', '@serialport/*', 'node-hid', 'better-sqlite3'];
 
 export async function bundle(entry: string, outDir: string): Promise<string> {
   const outfile = path.join(outDir, `${path.basename(entry, '.ts')}.mjs`);
