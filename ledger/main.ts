@@ -3,7 +3,7 @@
 // the registers' journals and ack them, the HTTP API, and, for the single-machine default, an embedded
 // aedes broker. Prints one JSON line when ready: {"event":"ready","mqtt":…,"http":…}.
 //   ledger [--db sqlite:PATH|postgres://…] [--mqtt embedded[:PORT]|mqtt(s)://…] [--http PORT]
-//          [--host H] [--shared] [--consumers N] [--client-id PREFIX]
+//          [--host H] [--shared] [--share-group NAME] [--consumers N] [--client-id PREFIX]
 //          [--mqtt-ca FILE --mqtt-cert FILE --mqtt-key FILE]
 import { mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -54,6 +54,11 @@ export const LedgerOptionsSchema = z
     http: z.number().int().min(0).max(65535),
     host: z.string().min(1).max(255).default(LEDGER_DEFAULTS.host),
     shared: z.boolean().default(false),
+    /** The shared-subscription group: ledgers of one deployment share one; two deployments on one broker must not. */
+    shareGroup: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,48}$/, '1 to 48 of A-Z a-z 0-9 . _ -')
+      .default('ledger'),
     consumers: z.number().int().min(1).max(LEDGER_DEFAULTS.maxConsumers).default(LEDGER_DEFAULTS.consumers),
     /** Consumer i's MQTT client id is `${clientId}-${i}`: stable, so its broker session survives restarts. */
     clientId: z
@@ -93,7 +98,7 @@ export class LedgerUsageError extends Error {
 
 const USAGE =
   'usage: ledger [--db sqlite:PATH|postgres://…] [--mqtt embedded[:PORT]|mqtt(s)://…] [--http PORT] ' +
-  '[--host H] [--shared] [--consumers N] [--client-id PREFIX] [--mqtt-ca FILE --mqtt-cert FILE --mqtt-key FILE]';
+  '[--host H] [--shared] [--share-group NAME] [--consumers N] [--client-id PREFIX] [--mqtt-ca FILE --mqtt-cert FILE --mqtt-key FILE]';
 
 /** Flags and LEDGER_* variables into checked options; a bad value fails here, with what is wrong. */
 export function parseLedgerArgs(
@@ -108,6 +113,7 @@ export function parseLedgerArgs(
     '--host',
     '--consumers',
     '--client-id',
+    '--share-group',
     '--mqtt-ca',
     '--mqtt-cert',
     '--mqtt-key',
@@ -144,6 +150,7 @@ export function parseLedgerArgs(
     shared: flags.get('--shared') === true || env.LEDGER_SHARED === '1' || env.LEDGER_SHARED === 'true',
     consumers: number(consumers, '--consumers') ?? LEDGER_DEFAULTS.consumers,
     clientId: pick('--client-id', 'LEDGER_CLIENT_ID') ?? defaultClientId(),
+    shareGroup: pick('--share-group', 'LEDGER_SHARE_GROUP') ?? 'ledger',
     mqttCa: pick('--mqtt-ca', 'LEDGER_MQTT_CA'),
     mqttCert: pick('--mqtt-cert', 'LEDGER_MQTT_CERT'),
     mqttKey: pick('--mqtt-key', 'LEDGER_MQTT_KEY'),
@@ -264,6 +271,7 @@ export async function startLedger(
         url: mqttUrl,
         clientId: `${o.clientId}-${i}`,
         shared: o.shared,
+        shareGroup: o.shareGroup,
         mqtt: tls,
         clock,
         log: childLogger(log, `consumer-${i}`),
