@@ -870,6 +870,21 @@ function tenderColumns(t: TenderEvent) {
 function bookRecord(books: Books, rec: JournalRecord): void {
   const { ctx } = books;
   const clockTrusted = rec.clock === 'trusted';
+  /** Units per SKU out of (sign −1) or back into (+1) stock, in sorted SKU order (lock order). */
+  const moveStock = (units: Map<string, number>, sign: 1 | -1, reason: 'sale' | 'refund', ref: string) => {
+    for (const sku of [...units.keys()].sort())
+      books.stockMoves.push({
+        sku,
+        delta: sign * units.get(sku)!,
+        reason,
+        ref,
+        deviceId: ctx.deviceId,
+        epoch: ctx.epoch,
+        seq: rec.seq,
+        occurredAt: rec.ts,
+        clockTrusted,
+      });
+  };
   rec.events.forEach((e, eventNo) => {
     switch (e.type) {
       case 'sale.completed': {
@@ -942,18 +957,7 @@ function bookRecord(books: Books, rec: JournalRecord): void {
             ...tenderColumns(t),
           }),
         );
-        for (const sku of [...out.keys()].sort())
-          books.stockMoves.push({
-            sku,
-            delta: -out.get(sku)!,
-            reason: 'sale',
-            ref: s.saleId,
-            deviceId: ctx.deviceId,
-            epoch: ctx.epoch,
-            seq: rec.seq,
-            occurredAt: rec.ts,
-            clockTrusted,
-          });
+        moveStock(out, -1, 'sale', s.saleId);
         return;
       }
       case 'refund.completed': {
@@ -995,18 +999,7 @@ function bookRecord(books: Books, rec: JournalRecord): void {
           });
           back.set(l.sku, (back.get(l.sku) ?? 0) + l.qty);
         });
-        for (const sku of [...back.keys()].sort())
-          books.stockMoves.push({
-            sku,
-            delta: back.get(sku)!,
-            reason: 'refund',
-            ref: r.refundId,
-            deviceId: ctx.deviceId,
-            epoch: ctx.epoch,
-            seq: rec.seq,
-            occurredAt: rec.ts,
-            clockTrusted,
-          });
+        moveStock(back, 1, 'refund', r.refundId);
         return;
       }
       case 'shift.opened': {
