@@ -20,6 +20,7 @@ import type { CardTerminal } from './till/card.js';
 import { openDevices, type DeviceSet } from './devices/open-devices.js';
 import { Register } from './till/register.js';
 import { CloudBridge } from '../cloud-bridge/bridge.js';
+import { VERSION } from './version.js';
 import { registerReducer, type RegisterState } from './till/state.js';
 
 /** Exit status after an fsync error: the unit reboots the appliance on it (docs/journal.md). */
@@ -223,6 +224,7 @@ function openBridge(
     ackTimeoutMs: config.cloud.ackTimeoutMs,
     nowMs: () => clock.nowMs(),
     clockTrusted: () => clock.trusted(),
+    version: VERSION,
     log,
     onChange,
   });

@@ -1,5 +1,7 @@
 import t from 'tap';
 import * as path from 'node:path';
+import { readFileSync } from 'node:fs';
+import { VERSION } from '../../../appliance/version.js';
 import { parseConfig } from '../../../appliance/config.js';
 
 const base = { deviceId: 'till-1', storeId: 'store-1' };
@@ -129,4 +131,11 @@ t.test('cloud: optional broker URL, mqtt(s) only, from the environment too; TLS 
       url,
     );
   }
+});
+
+t.test('the version a register reports is the package version', async (t) => {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  t.equal(VERSION, pkg.version);
 });
