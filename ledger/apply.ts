@@ -99,11 +99,20 @@ interface Ctx {
   nowMs: number;
 }
 
+export interface ApplyOptions {
+  /**
+   * Called once the payload is known good, before anything is written, with where its records start;
+   * a shared consumer waits here for the device's batch before it (ledger/seq-order.ts).
+   */
+  awaitTurn?: (deviceId: string, epoch: number, firstSeq: number) => Promise<void>;
+}
+
 export async function applyJournalMessage(
   ldb: LedgerDb,
   topicDeviceId: string,
   payload: Buffer | string,
   nowMs: number,
+  opts: ApplyOptions = {},
 ): Promise<ApplyOutcome> {
   const outcome: ApplyOutcome = {
     ack: null,
@@ -152,6 +161,7 @@ export async function applyJournalMessage(
     }
   }
   candidates.sort((a, b) => a.seq - b.seq);
+  if (candidates.length && opts.awaitTurn) await opts.awaitTurn(deviceId, epoch, candidates[0]!.seq);
 
   let lastSeq: number | undefined;
   if (candidates.length) {

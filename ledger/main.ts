@@ -279,7 +279,7 @@ export async function startLedger(
           // Alone, a consumer sees a device's batches in order; shared, it waits for the one before.
           journal: (deviceId, payload, nowMs) =>
             o.shared
-              ? applyInSeqOrder(ldb, deviceId, payload, () => clock.nowMs())
+              ? applyInSeqOrder(ldb, deviceId, payload, nowMs)
               : applyJournalMessage(ldb, deviceId, payload, nowMs),
           status: (deviceId, payload, nowMs) => recordDeviceStatus(ldb, deviceId, payload, nowMs),
         },

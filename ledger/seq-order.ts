@@ -21,23 +21,6 @@ export interface SeqOrderOptions {
 
 const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Where a batch starts, if the payload says (anything malformed goes straight to apply's refusals). */
-function batchStart(payload: Buffer | string): { deviceId: string; epoch: number; firstSeq: number } | null {
-  try {
-    const body = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8')) as {
-      deviceId?: unknown;
-      epoch?: unknown;
-      records?: { seq?: unknown }[];
-    };
-    const firstSeq = body.records?.[0]?.seq;
-    if (typeof body.deviceId !== 'string' || typeof body.epoch !== 'number' || typeof firstSeq !== 'number')
-      return null;
-    return { deviceId: body.deviceId, epoch: body.epoch, firstSeq };
-  } catch {
-    return null;
-  }
-}
-
 async function cursorSeq(ldb: LedgerDb, deviceId: string, epoch: number): Promise<number> {
   const row = await ldb.db
     .selectFrom('device_cursors')
@@ -49,24 +32,24 @@ async function cursorSeq(ldb: LedgerDb, deviceId: string, epoch: number): Promis
 }
 
 /** applyJournalMessage, after waiting (bounded) until the batch is next in the device's order. */
-export async function applyInSeqOrder(
+export function applyInSeqOrder(
   ldb: LedgerDb,
   topicDeviceId: string,
   payload: Buffer | string,
-  nowMs: () => number,
+  nowMs: number,
   opts: SeqOrderOptions = {},
 ): Promise<ApplyOutcome> {
-  const start = batchStart(payload);
-  if (start && start.deviceId === topicDeviceId) {
-    const maxWaitMs = opts.maxWaitMs ?? SEQ_ORDER_DEFAULTS.maxWaitMs;
-    const sleep = opts.sleep ?? realSleep;
-    let waited = 0;
-    let pollMs: number = SEQ_ORDER_DEFAULTS.firstPollMs;
-    while (waited < maxWaitMs && (await cursorSeq(ldb, topicDeviceId, start.epoch)) + 1 < start.firstSeq) {
-      await sleep(pollMs);
-      waited += pollMs;
-      pollMs = Math.min(200, pollMs * 2);
-    }
-  }
-  return applyJournalMessage(ldb, topicDeviceId, payload, nowMs());
+  const maxWaitMs = opts.maxWaitMs ?? SEQ_ORDER_DEFAULTS.maxWaitMs;
+  const sleep = opts.sleep ?? realSleep;
+  return applyJournalMessage(ldb, topicDeviceId, payload, nowMs, {
+    awaitTurn: async (deviceId, epoch, firstSeq) => {
+      let waited = 0;
+      let pollMs: number = SEQ_ORDER_DEFAULTS.firstPollMs;
+      while (waited < maxWaitMs && (await cursorSeq(ldb, deviceId, epoch)) + 1 < firstSeq) {
+        await sleep(pollMs);
+        waited += pollMs;
+        pollMs = Math.min(200, pollMs * 2);
+      }
+    },
+  });
 }

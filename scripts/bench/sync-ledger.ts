@@ -71,7 +71,7 @@ export async function startSharedBrokerLedger(o: SharedBrokerLedgerOptions): Pro
             !o.ours(deviceId)
               ? Promise.resolve({ ack: null })
               : shared
-                ? applyInSeqOrder(ldb, deviceId, payload, () => Date.now())
+                ? applyInSeqOrder(ldb, deviceId, payload, nowMs)
                 : applyJournalMessage(ldb, deviceId, payload, nowMs),
           status: (deviceId, payload, nowMs) =>
             o.ours(deviceId) ? recordDeviceStatus(ldb, deviceId, payload, nowMs) : Promise.resolve(null),

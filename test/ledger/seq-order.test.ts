@@ -12,7 +12,7 @@ forEachDialect(t, 'an early batch waits for the one before it', async (t, { ldb 
   const turn = new Promise<void>((resolve) => (released = resolve));
   const sleeps: number[] = [];
   // The second batch is handed over first; its waits are where the first one gets committed.
-  const early = applyInSeqOrder(ldb, 'till-1', message(second!), () => 1, {
+  const early = applyInSeqOrder(ldb, 'till-1', message(second!), 1, {
     sleep: async (ms) => {
       sleeps.push(ms);
       if (sleeps.length === 3) released();
@@ -34,7 +34,7 @@ forEachDialect(t, 'a real gap still ends in the alarm, after a bounded wait', as
   const r = await randomSales(8, 12);
   const [, second] = split(journalOf(r), 30);
   let waited = 0;
-  const outcome = await applyInSeqOrder(ldb, 'till-1', message(second!), () => 1, {
+  const outcome = await applyInSeqOrder(ldb, 'till-1', message(second!), 1, {
     maxWaitMs: 500,
     sleep: async (ms) => void (waited += ms),
   });
