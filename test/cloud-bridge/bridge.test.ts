@@ -39,6 +39,7 @@ import {
 import { sale } from '../support/journal-fixtures.js';
 import { code, demoCashiers, demoCatalog, readyRegister } from '../support/till-fixtures.js';
 import { Rng } from '../support/rng.js';
+import { waitFor } from '../support/wait.js';
 
 const DEVICE = 'till-1';
 const STORE = 'demo-store';
@@ -80,11 +81,7 @@ class ManualTimers implements Timers {
 }
 
 async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await waitFor(what, cond, { timeoutMs, intervalMs: 5 });
 }
 
 interface Broker {

@@ -17,6 +17,7 @@ import { Journal } from '../../appliance/journal/journal.js';
 import { registerReducer, type RegisterState } from '../../appliance/till/state.js';
 import { DEMO_CASHIERS_FILE, DEMO_CATALOG_FILE, PINS, code } from '../support/till-fixtures.js';
 import { controlCaller, kill9, startDaemon } from '../support/registerd-process.js';
+import { waitFor } from '../support/wait.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The parts of `status` this test reads. */
@@ -32,15 +33,8 @@ interface Status {
 const WAIT_MS = 10_000; // a bound on every wait below; each normally ends in milliseconds
 
 /** Polls a condition until it holds or the bound passes (the daemon is another process). */
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>): Promise<T> {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const until = <T>(what: string, probe: () => Promise<T | undefined | false>): Promise<T> =>
+  waitFor(what, probe, { timeoutMs: WAIT_MS });
 
 t.test('registerd with its devices on ptys and TCP, across kill -9', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'regdev-'));

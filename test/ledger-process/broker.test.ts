@@ -5,21 +5,10 @@ import { connect as tcpConnect, type Socket } from 'node:net';
 import { connectAsync } from 'mqtt';
 import { EmbeddedBroker, FRAME_START, scanFrames, type FrameState } from '../../ledger/broker.js';
 import { MAX_PAYLOAD_BYTES, topics } from '../../cloud-bridge/protocol/wire.js';
-
-/** Remaining-length encoding of MQTT (1 to 4 bytes). */
-function varint(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return out;
-}
+import { remainingLength } from '../support/mqtt-wire.js';
 
 function frame(type: number, bodyLength: number): Uint8Array {
-  return Uint8Array.from([type, ...varint(bodyLength), ...new Array<number>(bodyLength).fill(7)]);
+  return Uint8Array.from([type, ...remainingLength(bodyLength), ...new Array<number>(bodyLength).fill(7)]);
 }
 
 /** Feeds `bytes` in chunks of `size` and returns the final state or the first error. */
@@ -58,7 +47,7 @@ t.test('frame scanning: table of streams, each at every chunk size', async (t) =
     },
     {
       name: 'a huge length is refused from its first bytes, without its body',
-      bytes: Uint8Array.from([0x30, ...varint(256 * 1024 * 1024 - 1)]),
+      bytes: Uint8Array.from([0x30, ...remainingLength(256 * 1024 * 1024 - 1)]),
       max: MAX_PAYLOAD_BYTES,
       want: { error: 'PACKET_TOO_LARGE' },
     },

@@ -40,6 +40,8 @@ import { bundle } from '../../scripts/lib/bundle.js';
 import { PG_URL, snapshotBooks } from './ledger-fixtures.js';
 import { controlCaller, kill9, startDaemon, type DaemonProcess } from './registerd-process.js';
 import { DEMO_CASHIERS_FILE, DEMO_CATALOG_FILE, MANAGER, PINS, code } from './till-fixtures.js';
+import { waitFor as pollUntil } from './wait.js';
+import { remainingLength } from './mqtt-wire.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -56,28 +58,13 @@ const POLL_MS = 20;
 
 // ---- waiting ----
 
-/** Poll `probe` until it returns something other than undefined/false; fail naming `what` at the deadline. */
-export async function waitFor<T>(
+/** The shared poll, with this suite's deadline by default. */
+export function waitFor<T>(
   what: string,
   probe: () => Promise<T | undefined | false> | T | undefined | false,
   opts: { timeoutMs?: number; intervalMs?: number } = {},
 ): Promise<T> {
-  const timeoutMs = opts.timeoutMs ?? WAIT_MS;
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v as T;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() >= deadline) {
-      const why = lastError ? ` (last error: ${String((lastError as Error)?.message ?? lastError)})` : '';
-      throw new Error(`waited ${timeoutMs} ms for ${what}${why}`);
-    }
-    await new Promise((r) => setTimeout(r, opts.intervalMs ?? POLL_MS));
-  }
+  return pollUntil(what, probe, { timeoutMs: WAIT_MS, intervalMs: POLL_MS, ...opts });
 }
 
 // ---- an MQTT-aware TCP proxy ----
@@ -98,17 +85,6 @@ function takePacket(buf: Buffer): { packet: Buffer; header: number; rest: Buffer
   }
   if (buf.length < i + length) return undefined;
   return { packet: buf.subarray(0, i + length), header: i, rest: buf.subarray(i + length) };
-}
-
-function remainingLength(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return Buffer.from(out);
 }
 
 function u16(n: number): Buffer {
