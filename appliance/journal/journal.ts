@@ -34,6 +34,12 @@ import {
   type SegmentInfo,
 } from './scan.js';
 
+/**
+ * How much of a segment read() takes at a time: 1 MiB, more than the largest frame (a 256 KiB record
+ * and its header), so a window that starts at a frame always holds it whole.
+ */
+export const READ_WINDOW_BYTES = 1024 * 1024;
+
 /** State = fold(records). The state must survive a JSON round trip: checkpoints store it as JSON. */
 export interface Reducer<S> {
   initial(): S;
@@ -408,19 +414,28 @@ export class Journal<S = undefined> {
       const hint = this.readHint?.segment === seg.name && this.readHint.seq <= fromSeq ? this.readHint : null;
       const from = hint?.offset ?? FIRST_FRAME_OFFSET;
       let seq = hint?.seq ?? seg.header.firstSeq;
-      const buf = this.readRange(file, from, end);
+      // Read a window at a time: a reader that stops after a few records reads little past them.
+      let windowStart = from;
+      let buf = this.readRange(file, windowStart, Math.min(end, windowStart + READ_WINDOW_BYTES));
       let offset = 0;
-      while (offset < buf.length) {
-        const frame = readFrame(buf, offset);
+      while (windowStart + offset < end) {
+        let frame = readFrame(buf, offset);
+        if (frame.kind === 'short' && windowStart + buf.length < end) {
+          // The frame runs past the window: the next window starts at it, and holds any frame whole.
+          windowStart += offset;
+          buf = this.readRange(file, windowStart, Math.min(end, windowStart + READ_WINDOW_BYTES));
+          offset = 0;
+          frame = readFrame(buf, offset);
+        }
         if (frame.kind !== 'ok') {
           // Only preallocated zeros end a closed segment; anything else changed since recovery checked it.
-          if (endOfData(buf, offset) === offset) break;
+          if (endOfData(this.readRange(file, windowStart + offset, end), 0) === 0) break;
           throw new RegisterError(
             'JOURNAL_CORRUPT',
-            `${seg.name} byte ${from + offset} no longer reads back`,
+            `${seg.name} byte ${windowStart + offset} no longer reads back`,
             {
               file: seg.name,
-              offset: from + offset,
+              offset: windowStart + offset,
             },
           );
         }
@@ -436,7 +451,7 @@ export class Journal<S = undefined> {
                 file: seg.name,
               },
             );
-          this.readHint = { segment: seg.name, seq: seq + 1, offset: from + offset };
+          this.readHint = { segment: seg.name, seq: seq + 1, offset: windowStart + offset };
           yield record;
         }
         seq++;

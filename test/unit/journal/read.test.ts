@@ -38,3 +38,21 @@ t.test('random reads and appends agree with the records written', async (t) => {
     journal.close();
   }
 });
+
+t.test('records larger than a read window apart: windows refill at frame boundaries', async (t) => {
+  for (let seed = 1; seed <= 3; seed++) {
+    const rng = new Rng(seed);
+    const journal = openTally(new FaultFs(rng), { segmentMaxBytes: 4 * 1024 * 1024 });
+    const padOf: number[] = [0];
+    for (let n = 1; n <= 40; n++) {
+      padOf.push(rng.int(0, 200_000)); // up to most of a record's 256 KiB: frames straddle the 1 MiB windows
+      journal.append(sale(n, padOf[n]!));
+    }
+    for (const from of [1, rng.int(2, 39), 40]) {
+      const got = [...journal.read(from)].map((r) => [r.seq, String(r.events[0]!.note).length]);
+      const want = padOf.slice(from).map((pad, k) => [from + k, pad]);
+      t.same(got, want, `seed ${seed}: read(${from}) returns every record whole`);
+    }
+    journal.close();
+  }
+});
