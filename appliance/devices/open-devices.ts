@@ -86,8 +86,8 @@ function openScanner(cfg: DeviceConfig['scanners'][number], name: string, o: Ope
 export function openDevices(cfg: DeviceConfig, o: OpenDevicesOptions): DeviceSet {
   const terminal = o.terminal ?? openTerminal(cfg.terminal, o);
   const printer = openPrinter(cfg.printer, o);
-  const scanners = cfg.scanners.map((s, i) => openScanner(s, i === 0 ? 'scanner' : `scanner${i + 1}`, o));
   const scannerNames = cfg.scanners.map((_, i) => (i === 0 ? 'scanner' : `scanner${i + 1}`));
+  const scanners = cfg.scanners.map((s, i) => openScanner(s, scannerNames[i]!, o));
 
   const health = (): Record<string, DeviceHealth> => {
     const all: Record<string, DeviceHealth> = {
