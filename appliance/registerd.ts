@@ -136,6 +136,7 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
       bridge?.notify(); // a new record may be waiting to go
       publish(() => register.status());
     },
+    ...(opts.onFatal ? { onFatal: opts.onFatal } : {}),
     ...(bridge
       ? { syncedThroughSeq: () => bridge.syncedThroughSeq(), syncStatus: () => bridge.status() }
       : {}),
@@ -145,14 +146,7 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
     socketPath,
     log,
     stateSnapshot: () => register.status(),
-    dispatch: async (method, params) => {
-      try {
-        return await register.execute(method, params);
-      } catch (err) {
-        if (isRegisterError(err, 'JOURNAL_FATAL')) opts.onFatal?.(err);
-        throw err;
-      }
-    },
+    dispatch: (method, params) => register.execute(method, params),
   });
   publish = (state) => server.publish(state);
   // The terminal must be reachable (or known not to be) before an open card request is asked about.

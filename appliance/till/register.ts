@@ -53,6 +53,11 @@ export interface RegisterOptions {
   syncedThroughSeq?: () => number;
   /** The cloud link's state and queue depth for the status line; null without a bridge. */
   syncStatus?: () => unknown;
+  /**
+   * The journal hit an fsync error (JOURNAL_FATAL): the process must exit and the appliance reboot.
+   * Called whatever asked for the write — a control call, a scan, a terminal's late answer.
+   */
+  onFatal?: (err: RegisterError) => void;
 }
 
 /** The methods of the control socket ◆ (docs/control-protocol.md). */
@@ -271,9 +276,14 @@ export class Register {
    */
   private append(events: JournalEvent[]): void {
     const cashierId = this.state.session?.cashierId;
-    this.opts.journal.append(
-      cashierId ? events.map((e) => ('cashierId' in e ? e : { ...e, cashierId })) : events,
-    );
+    try {
+      this.opts.journal.append(
+        cashierId ? events.map((e) => ('cashierId' in e ? e : { ...e, cashierId })) : events,
+      );
+    } catch (err) {
+      if (isRegisterError(err, 'JOURNAL_FATAL')) this.opts.onFatal?.(err);
+      throw err;
+    }
   }
 
   /** Write a decision's record, then answer and do its device work. */

@@ -9,6 +9,7 @@ import { CatalogSchema, type Catalog } from '../../appliance/till/catalog.js';
 import { CashierListSchema, type CashierList } from '../../appliance/till/cashiers.js';
 import { SimulatedCardTerminal } from '../../appliance/till/card.js';
 import { Register, type Devices } from '../../appliance/till/register.js';
+import type { RegisterError } from '../../appliance/errors.js';
 import type { TillLimits } from '../../appliance/till/commands.js';
 import { registerReducer, type RegisterState } from '../../appliance/till/state.js';
 import { FaultFs } from './fault-fs.js';
@@ -34,6 +35,7 @@ export function makeRegister(
     catalog?: Catalog;
     limits?: Partial<TillLimits>;
     devices?: Omit<Devices, 'terminal'>;
+    onFatal?: (err: RegisterError) => void;
   } = {},
 ) {
   const rng = new Rng(opts.seed ?? 1);
@@ -59,6 +61,7 @@ export function makeRegister(
     devices: { terminal, ...opts.devices },
     clock,
     limits: opts.limits,
+    ...(opts.onFatal ? { onFatal: opts.onFatal } : {}),
     random: () => new Uint8Array(rng.bytes(16)),
   });
   const call = (method: string, params: unknown = {}) => register.execute(method, params);

@@ -56,3 +56,27 @@ t.test('a failing printer never fails a sale; the error shows in status until a 
   t.same(printed, [1]);
   t.equal(r.register.status().printError, null);
 });
+
+t.test(
+  'an fsync error is fatal whoever asked for the write: a control call, a scan, a terminal',
+  async (t) => {
+    for (const via of ['control', 'scan', 'saf'] as const) {
+      const fatal: string[] = [];
+      const r = await readyRegister({ onFatal: (err) => fatal.push(err.code) });
+      r.terminal.online = false;
+      await r.call('sale.scan', { code: code('COF-250') });
+      await r.call('sale.tender', { kind: 'card' }); // approved offline: a SAF outcome is owed
+      const [txn] = Object.keys(r.register.state.offlineCard);
+      r.io.failNext('fdatasync', 'EIO');
+      if (via === 'control')
+        await t.rejects(r.call('sale.scan', { code: code('WAT-150') }), { code: 'JOURNAL_FATAL' });
+      else if (via === 'scan')
+        t.match(await r.register.scanned(code('WAT-150')), { ok: false, error: { code: 'JOURNAL_FATAL' } });
+      else
+        await t.rejects(r.register.onTerminalEvent({ type: 'saf.result', txn: txn!, outcome: 'approved' }), {
+          code: 'JOURNAL_FATAL',
+        });
+      t.same(fatal, ['JOURNAL_FATAL'], `${via}: the daemon is told to exit`);
+    }
+  },
+);
