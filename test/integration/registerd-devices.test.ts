@@ -112,7 +112,8 @@ t.test('registerd with its devices on ptys and TCP, across kill -9', async (t) =
   t.match(await call('sale.tender', { kind: 'cash', amountMinor: 199 }), { completed: true, receiptNo: 3 });
   const waiting = await until('the receipt to wait', async () => {
     const s = await status();
-    return s.devices.printer.queued === 1 && s;
+    // The receipt is queued at once; the paper-end state shows once the printer has been polled.
+    return s.devices.printer.queued === 1 && s.devices.printer.state === 'fault' && s;
   });
   t.match(waiting.devices.printer, { state: 'fault', printer: 'paper-end' });
   printer.setState('ok');
