@@ -104,9 +104,9 @@ export const ConfigSchema = z
           .strict()
           .optional(),
         /** Records per MQTT message: 200 keeps a message ~100 KiB and one ledger transaction short. */
-        batchMaxRecords: z.number().int().min(1).max(500).default(200),
+        batchMaxRecords: z.number().int().min(1).max(500).default(500),
         /** Batches sent and not yet acknowledged by the ledger. */
-        maxInFlightBatches: z.number().int().min(1).max(64).default(4),
+        maxInFlightBatches: z.number().int().min(1).max(64).default(2),
         /** Resend from the last ack when the ledger has acknowledged nothing for this long, ms. */
         ackTimeoutMs: z.number().int().min(1000).max(600_000).default(10_000),
       })

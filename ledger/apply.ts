@@ -42,13 +42,8 @@ import type {
   UnhandledEventTable,
   ZReportTable,
 } from './db/schema.js';
-import {
-  applyDeviceStockMoves,
-  chunk,
-  rowsPerStatement,
-  withTransactionRetry,
-  type DeviceStockMove,
-} from './stock.js';
+import { applyDeviceStockMoves, withTransactionRetry, type DeviceStockMove } from './stock.js';
+import { insertRows } from './db/bulk.js';
 
 type Db = Kysely<LedgerSchema>;
 
@@ -97,6 +92,7 @@ interface Ctx {
   deviceId: string;
   epoch: number;
   nowMs: number;
+  dialect: LedgerDb['dialect'];
 }
 
 export interface ApplyOptions {
@@ -143,7 +139,7 @@ export async function applyJournalMessage(
   // The topic is the device's identity (the broker's ACL vouches for it); a payload naming another is refused.
   if (deviceId !== topicDeviceId) return refuse('DEVICE_MISMATCH');
 
-  const ctx: Ctx = { deviceId, epoch, nowMs };
+  const ctx: Ctx = { deviceId, epoch, nowMs, dialect: ldb.dialect };
   const candidates: Candidate[] = [];
   for (const raw of records) {
     const parsed = WireRecordSchema.safeParse(raw);
@@ -164,6 +160,7 @@ export async function applyJournalMessage(
   if (candidates.length && opts.awaitTurn) await opts.awaitTurn(deviceId, epoch, candidates[0]!.seq);
 
   let lastSeq: number | undefined;
+  let ackInTransaction: Ack | null = null;
   if (candidates.length) {
     let run: RunResult;
     try {
@@ -178,10 +175,15 @@ export async function applyJournalMessage(
     outcome.rejected.push(...run.rejected);
     outcome.alarms.push(...run.alarms);
     lastSeq = run.lastSeq;
+    ackInTransaction = run.ack;
   }
   // Only a message that moved its epoch's cursor speaks for the device's current epoch; a resend of
   // duplicates may be a stale one from before a journal reset.
   const moved = outcome.applied > 0 || outcome.rejected.length > 0;
+  if (moved && ackInTransaction) {
+    outcome.ack = ackInTransaction;
+    return outcome;
+  }
   outcome.ack = await finishAck(
     ldb,
     deviceId,
@@ -219,6 +221,7 @@ async function applyOneByOne(ldb: LedgerDb, ctx: Ctx, candidates: Candidate[]): 
     total.rejected.push(...run.rejected);
     total.alarms.push(...run.alarms);
     total.lastSeq = run.lastSeq;
+    total.ack = run.ack ?? total.ack;
   }
   return total;
 }
@@ -245,9 +248,12 @@ interface RunResult {
   ignored: number;
   rejected: { seq: number; code: RejectCode }[];
   alarms: { kind: 'gap' | 'chain_break'; seq: number }[];
+  /** The device's ack as this transaction left the books, when it moved the cursor. */
+  ack: Ack | null;
 }
 
 const emptyRun = (): RunResult => ({
+  ack: null,
   lastSeq: 0,
   applied: 0,
   duplicates: 0,
@@ -358,6 +364,18 @@ async function applyRun(
         .where('device_id', '=', ctx.deviceId)
         .where('epoch', '=', ctx.epoch)
         .execute();
+      if (lastSeq > cursor.last_seq) {
+        // The ack and the fleet page's note, in the transaction that moved the cursor: no round trips
+        // (and no commit of its own) after it.
+        await noteAcked(trx, ctx.deviceId, ctx.epoch, lastSeq, ctx.nowMs);
+        result.ack = await assembleAck(
+          trx,
+          ctx.deviceId,
+          ctx.epoch,
+          { epoch: ctx.epoch, last_seq: lastSeq },
+          undefined,
+        );
+      }
     }
     result.lastSeq = lastSeq;
     return result;
@@ -547,29 +565,22 @@ class Books {
    * answers true: that record is a duplicate.
    */
   async insertInbox(trx: Db): Promise<boolean> {
-    for (const part of chunk(this.inbox, rowsPerStatement(6))) {
-      const got = await trx
-        .insertInto('inbox')
-        .values(part)
-        .onConflict((oc) => oc.columns(['device_id', 'epoch', 'seq']).doNothing())
-        .returning('seq')
-        .execute();
-      if (got.length !== part.length) {
-        if (this.inbox.length === 1) return true;
-        throw new InboxConflict('the inbox holds records the cursor does not cover');
-      }
-    }
-    return false;
+    const inserted = await insertRows(trx, this.ctx.dialect, 'inbox', this.inbox, {
+      skipConflictsOn: ['device_id', 'epoch', 'seq'],
+    });
+    if (inserted === this.inbox.length) return false;
+    if (this.inbox.length === 1) return true;
+    throw new InboxConflict('the inbox holds records the cursor does not cover');
   }
 
   async write(trx: Db): Promise<void> {
     const { ctx } = this;
-    await insertAll(trx, 'sales', this.sales, 27);
-    await insertAll(trx, 'sale_lines', this.saleLines, 15);
-    await insertAll(trx, 'tenders', this.tenders, 9);
-    await insertAll(trx, 'refunds', this.refunds, 19);
-    await insertAll(trx, 'refund_lines', this.refundLines, 9);
-    await insertAll(trx, 'shifts', this.shiftsOpened, 10);
+    await insertRows(trx, ctx.dialect, 'sales', this.sales);
+    await insertRows(trx, ctx.dialect, 'sale_lines', this.saleLines);
+    await insertRows(trx, ctx.dialect, 'tenders', this.tenders);
+    await insertRows(trx, ctx.dialect, 'refunds', this.refunds);
+    await insertRows(trx, ctx.dialect, 'refund_lines', this.refundLines);
+    await insertRows(trx, ctx.dialect, 'shifts', this.shiftsOpened);
     for (const { row } of this.shiftsClosed) {
       // A shift opened in a record that was rejected is still closed in the books.
       await trx
@@ -584,35 +595,14 @@ class Books {
         )
         .execute();
     }
-    await insertAll(trx, 'z_reports', this.zReports, 16);
-    await insertAll(trx, 'cash_movements', this.cash, 11);
-    for (const part of chunk(this.cardHeld, rowsPerStatement(11))) {
-      await trx
-        .insertInto('card_offline')
-        .values(part)
-        .onConflict((oc) => oc.column('txn').doNothing())
-        .execute();
-    }
+    await insertRows(trx, ctx.dialect, 'z_reports', this.zReports);
+    await insertRows(trx, ctx.dialect, 'cash_movements', this.cash);
+    await insertRows(trx, ctx.dialect, 'card_offline', this.cardHeld, { skipConflictsOn: ['txn'] });
     for (const saf of this.cardSaf) await writeSaf(trx, ctx, saf, this.exceptions);
-    await applyDeviceStockMoves(trx, this.stockMoves, ctx.nowMs);
-    await insertAll(trx, 'events_unhandled', this.unhandled, 7);
-    await insertAll(trx, 'quarantine', this.quarantine, 9);
-    await insertAll(trx, 'exceptions', this.exceptions, 10);
-  }
-}
-
-async function insertAll<T extends keyof LedgerSchema>(
-  trx: Db,
-  table: T,
-  rows: Insertable<LedgerSchema[T]>[],
-  columns: number,
-): Promise<void> {
-  for (const part of chunk(rows, rowsPerStatement(columns))) {
-    // kysely cannot relate rows to a table chosen at run time; the signature above does.
-    await trx
-      .insertInto(table)
-      .values(part as never)
-      .execute();
+    await applyDeviceStockMoves(trx, ctx.dialect, this.stockMoves, ctx.nowMs);
+    await insertRows(trx, ctx.dialect, 'events_unhandled', this.unhandled);
+    await insertRows(trx, ctx.dialect, 'quarantine', this.quarantine);
+    await insertRows(trx, ctx.dialect, 'exceptions', this.exceptions);
   }
 }
 

@@ -7,28 +7,15 @@
 import { z } from 'zod';
 import { sql, type Insertable, type Kysely } from 'kysely';
 import { canonicalJson } from '../cloud-bridge/protocol/record.js';
-import type { LedgerDb } from './db/open.js';
+import type { Dialect, LedgerDb } from './db/open.js';
+import { chunk, insertRows, rowsPerStatement } from './db/bulk.js';
 import type { ExceptionTable, LedgerSchema, StockMoveTable } from './db/schema.js';
 import { LedgerError, isLedgerError } from './errors.js';
 
 type Db = Kysely<LedgerSchema>;
 
-/** SQL parameters per statement we stay under: SQLite allows 32,766, PostgreSQL 65,535. */
-const MAX_PARAMS = 30_000;
-
 /** How many earlier takers an oversell names at most: enough to cover any realistic shortfall. */
 const MAX_TAKERS = 20;
-
-/** Rows of a multi-row insert per statement, for a table of `columns` columns. */
-export function rowsPerStatement(columns: number): number {
-  return Math.max(1, Math.floor(MAX_PARAMS / Math.max(1, columns)));
-}
-
-export function chunk<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
 
 /**
  * The stock rows of these SKUs (given sorted), created at 0 where missing, locked for the transaction,
@@ -141,6 +128,7 @@ export function assignShortfall(participants: StockTaker[], shortQty: number): O
  */
 export async function applyDeviceStockMoves(
   trx: Db,
+  dialect: Dialect,
   moves: readonly DeviceStockMove[],
   nowMs: number,
 ): Promise<OversellRaised[]> {
@@ -226,10 +214,8 @@ export async function applyDeviceStockMoves(
   }
 
   await writeOnHand(trx, onHand, nowMs);
-  for (const part of chunk(rows, rowsPerStatement(12)))
-    await trx.insertInto('stock_moves').values(part).execute();
-  for (const part of chunk(exceptions, rowsPerStatement(10)))
-    await trx.insertInto('exceptions').values(part).execute();
+  await insertRows(trx, dialect, 'stock_moves', rows);
+  await insertRows(trx, dialect, 'exceptions', exceptions);
   if (backorders.size) {
     await trx
       .updateTable('online_orders')

@@ -439,6 +439,7 @@ export class Journal<S = undefined> {
             },
           );
         }
+        const frameAt = windowStart + offset;
         offset = alignUp(frame.end);
         if (seq > this.seq) return;
         if (seq >= fromSeq) {
@@ -451,7 +452,9 @@ export class Journal<S = undefined> {
                 file: seg.name,
               },
             );
-          this.readHint = { segment: seg.name, seq: seq + 1, offset: windowStart + offset };
+          // At this record, not past it: a reader that stops on a record it did not use (the bridge, when
+          // its batches in flight are full) comes back for that same record.
+          this.readHint = { segment: seg.name, seq, offset: frameAt };
           yield record;
         }
         seq++;
@@ -459,12 +462,13 @@ export class Journal<S = undefined> {
     }
   }
 
-  /** Where the last read() stopped: the next record's seq and its offset in that segment. */
+  /** Where the last read() stopped: the last record it gave, its seq and its offset in that segment. */
   private readHint: { segment: string; seq: number; offset: number } | null = null;
 
   /** Bytes [from, end) of a segment file. */
   private readRange(file: string, from: number, end: number): Buffer {
-    const buf = Buffer.alloc(Math.max(0, end - from));
+    // Uninitialised is fine: only the bytes read are returned.
+    const buf = Buffer.allocUnsafe(Math.max(0, end - from));
     if (!buf.length) return buf;
     const fd = this.io.open(file, 'read');
     try {

@@ -741,6 +741,7 @@ t.test('a broker that takes batches without PUBACK: after the ack timeout, a fre
     journal: j.journal,
     stateDir: dir,
     batchMaxRecords: 2,
+    maxInFlightBatches: 4,
     ackTimeoutMs: 5000,
   });
   await bridge.start();

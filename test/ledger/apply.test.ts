@@ -488,7 +488,7 @@ forEachDialect(
   },
 );
 
-forEachDialect(t, 'speed: 10,000 records (about 1,000 sales) in batches of 200', async (t, { ldb }) => {
+forEachDialect(t, 'volume: 10,000 records (about 1,000 sales) in batches of 500', async (t, { ldb }) => {
   const r = await readyRegister({ seed: 5 });
   let i = 0;
   while (r.journal.lastSeq < 10_000) {
@@ -499,18 +499,14 @@ forEachDialect(t, 'speed: 10,000 records (about 1,000 sales) in batches of 200',
   }
   const records = journalOf(r).slice(0, 10_000);
   await stockUp(ldb, 100_000);
-  const started = performance.now();
   let applied = 0;
-  for (const b of split(records, 200))
+  for (const b of split(records, 500))
     applied += (await applyJournalMessage(ldb, 'till-1', message(b), NOW)).applied;
-  const seconds = (performance.now() - started) / 1000;
+  // How fast is npm run bench:sync's business; here, that a full-size drain books everything.
   t.equal(applied, 10_000);
   const sales = records.filter((x) => x.events.some((e) => e.type === 'sale.completed')).length;
   t.equal(await count(ldb, 'sales'), sales);
-  t.comment(
-    `applied 10,000 records (${sales} sales) in ${seconds.toFixed(2)} s: ${Math.round(10_000 / seconds)} records/s`,
-  );
-  t.ok(seconds < 10, `under 10 s (${seconds.toFixed(2)} s)`);
+  t.equal(await count(ldb, 'sale_lines'), sales * 8);
 });
 
 forEachDialect(

@@ -118,7 +118,7 @@ export function syncSuite(t: Test, kind: BackendKind, only?: CaseName[]): void {
       const ledgerLink: MqttProxy | undefined = h.mosquitto ? await h.ledgerLink() : undefined;
       let child = await h.startLedgerChild();
       await stockUp(h);
-      const till = await h.till('till-1', { offline: true, batchMaxRecords: 2 });
+      const till = await h.till('till-1', { offline: true, batchMaxRecords: 2, maxInFlightBatches: 4 });
       await till.openShift();
       await sellMany(till, rng, 30);
       const { lastSeq } = await till.status();
