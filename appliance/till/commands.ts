@@ -106,6 +106,7 @@ export const Params = {
   'cashier.logout': z.object({}),
   'shift.open': z.object({ floatCounts: Counts }),
   'shift.report': z.object({}),
+  'till.info': z.object({}).passthrough(),
   'shift.close': z.object({ counts: Counts, approval: Approval }),
   'sale.scan': z.object({ code: z.string().min(1).max(64) }),
   'sale.add': z.object({

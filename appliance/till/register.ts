@@ -184,6 +184,28 @@ export class Register {
   }
 
   /**
+   * What a till screen needs to draw itself and that status does not carry: the store, its currency,
+   * who may log in (names and roles, never a PIN hash) and the limits a cashier meets. Works before
+   * the first catalog or cashier list (nulls and an empty list), as status does.
+   */
+  private info() {
+    const catalog = this.opts.catalog();
+    const cashiers = this.opts.cashiers()?.cashiers ?? [];
+    return {
+      storeId: catalog?.storeId ?? null,
+      storeName: catalog?.storeName ?? null,
+      currency: catalog?.currency ?? null,
+      cashIncrementMinor: catalog?.tax.cashIncrementMinor ?? null,
+      cashiers: cashiers.map((c) => ({ cashierId: c.id, name: c.name, role: c.role })),
+      limits: {
+        maxDiscountBp: this.limits.maxDiscountBp,
+        maxDiscrepancyMinor: this.limits.maxDiscrepancyMinor,
+        maxQty: this.limits.maxQty,
+      },
+    };
+  }
+
+  /**
    * Check the PINs a request carries (a login's, an approval's) on the thread pool before the command
    * runs, so the synchronous command finds the answers ready and the event loop never waits on scrypt.
    */
@@ -247,6 +269,9 @@ export class Register {
       case 'shift.report':
         cmd.parseParams('shift.report', raw);
         return cmd.xReport(s);
+      case 'till.info':
+        cmd.parseParams('till.info', raw);
+        return this.info();
       case 'receipt.get': {
         const p = cmd.parseParams('receipt.get', raw);
         const no = p.receiptNo ?? s.saleReceipt[p.saleId!];
@@ -468,7 +493,7 @@ interface PendingRefund {
 }
 
 /** Methods that only read: they answer even while a card request is open. */
-const READ_ONLY = new Set(['status', 'shift.report', 'receipt.get']);
+const READ_ONLY = new Set(['status', 'shift.report', 'receipt.get', 'till.info']);
 
 /** The commands that are one decision and one record. */
 const DECIDERS = {

@@ -522,3 +522,21 @@ t.test('no PIN ever reaches the journal: logins, approvals, cash and card refund
   t.notMatch(journal, /"pin"/, 'no pin field');
   for (const pin of [PINS.ana, PINS.mia, '0000']) t.notOk(journal.includes(`"${pin}"`), `no ${pin}`);
 });
+
+t.test('till.info: the store, its currency and who may log in, without PIN hashes or a login', async (t) => {
+  const r = makeRegister({ limits: { maxDiscrepancyMinor: 700 } });
+  const before = r.journal.lastSeq;
+  const info = (await r.call('till.info')) as Record<string, unknown>;
+  t.match(info, {
+    storeId: demoCatalog.storeId,
+    storeName: demoCatalog.storeName,
+    currency: 'EUR',
+    limits: { maxDiscrepancyMinor: 700 },
+  });
+  t.same(
+    info.cashiers,
+    demoCashiers.cashiers.map((c) => ({ cashierId: c.id, name: c.name, role: c.role })),
+  );
+  t.notMatch(JSON.stringify(info), /scrypt|pinHash/, 'no PIN hash leaves the register');
+  t.equal(r.journal.lastSeq, before, 'read only: no record');
+});
