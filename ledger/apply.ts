@@ -82,12 +82,10 @@ const EnvelopeSchema = z
   .strict();
 
 /** A record of the message: schema-valid (`record`) or only with a usable seq. */
-export interface Candidate {
+interface Candidate {
   seq: number;
   raw: unknown;
   record?: JournalRecord;
-  /** Whether the record's stated hash is the hash of its content (checked in prepareJournalMessage). */
-  hashOk?: boolean;
 }
 
 interface Ctx {
@@ -103,68 +101,6 @@ export interface ApplyOptions {
    * a shared consumer waits here for the device's batch before it (ledger/seq-order.ts).
    */
   awaitTurn?: (deviceId: string, epoch: number, firstSeq: number) => Promise<void>;
-  /** prepareJournalMessage's result for this very payload, when the caller ran it already. */
-  prepared?: PreparedMessage;
-}
-
-/**
- * What can be known of a message without the books: its size, its JSON, its envelope, each record's
- * schema and whether each record's hash matches it. Pure CPU, so a consumer runs it as the message
- * arrives, while the device's message before it is still being written (ledger/consumer.ts): the
- * hashing overlaps the database's work instead of waiting behind it.
- */
-export interface PreparedMessage {
-  topicDeviceId: string;
-  payload: Buffer | string;
-  bytes: number;
-  verdict:
-    | { kind: 'refuse'; code: RejectCode; epochHint?: number }
-    | { kind: 'ok'; deviceId: string; epoch: number; candidates: Candidate[]; unplaceable: unknown[] };
-}
-
-export function prepareJournalMessage(topicDeviceId: string, payload: Buffer | string): PreparedMessage {
-  const bytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
-  const prepared = (verdict: PreparedMessage['verdict']): PreparedMessage => ({
-    topicDeviceId,
-    payload,
-    bytes,
-    verdict,
-  });
-  if (bytes > MAX_PAYLOAD_BYTES) return prepared({ kind: 'refuse', code: 'TOO_LARGE' });
-  let body: unknown;
-  try {
-    body = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
-  } catch {
-    return prepared({ kind: 'refuse', code: 'BAD_JSON' });
-  }
-  const envelope = EnvelopeSchema.safeParse(body);
-  if (!envelope.success)
-    return prepared({ kind: 'refuse', code: 'BAD_SCHEMA', epochHint: usableEpoch(body, topicDeviceId) });
-  const { deviceId, epoch, records } = envelope.data;
-  // The topic is the device's identity (the broker's ACL vouches for it); a payload naming another is refused.
-  if (deviceId !== topicDeviceId) return prepared({ kind: 'refuse', code: 'DEVICE_MISMATCH' });
-
-  const candidates: Candidate[] = [];
-  const unplaceable: unknown[] = [];
-  for (const raw of records) {
-    const parsed = WireRecordSchema.safeParse(raw);
-    if (parsed.success) {
-      // Hash and book the record as received: the parse's copy could differ in ways JCS would see.
-      const record = raw as JournalRecord;
-      candidates.push({
-        seq: parsed.data.seq,
-        raw,
-        record,
-        hashOk: recordHash(record.prevHash, record) === record.hash,
-      });
-      continue;
-    }
-    const seq = (raw as { seq?: unknown } | null)?.seq;
-    if (typeof seq === 'number' && Number.isSafeInteger(seq) && seq >= 1) candidates.push({ seq, raw });
-    else unplaceable.push(raw);
-  }
-  candidates.sort((a, b) => a.seq - b.seq);
-  return prepared({ kind: 'ok', deviceId, epoch, candidates, unplaceable });
 }
 
 export async function applyJournalMessage(
@@ -174,7 +110,6 @@ export async function applyJournalMessage(
   nowMs: number,
   opts: ApplyOptions = {},
 ): Promise<ApplyOutcome> {
-  const prepared = opts.prepared ?? prepareJournalMessage(topicDeviceId, payload);
   const outcome: ApplyOutcome = {
     ack: null,
     applied: 0,
@@ -183,21 +118,45 @@ export async function applyJournalMessage(
     rejected: [],
     alarms: [],
   };
-  const { verdict, bytes } = prepared;
-  if (verdict.kind === 'refuse') {
-    const { code, epochHint } = verdict;
+  const bytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+  const refuse = async (code: RejectCode, epochHint?: number) => {
     await quarantineMessage(ldb, topicDeviceId, payload, bytes, code, epochHint ?? null, nowMs);
     outcome.rejected.push({ code });
     outcome.ack = await finishAck(ldb, topicDeviceId, epochHint, nowMs);
     return outcome;
+  };
+
+  if (bytes > MAX_PAYLOAD_BYTES) return refuse('TOO_LARGE');
+  let body: unknown;
+  try {
+    body = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
+  } catch {
+    return refuse('BAD_JSON');
   }
-  const { deviceId, epoch, candidates } = verdict;
+  const envelope = EnvelopeSchema.safeParse(body);
+  if (!envelope.success) return refuse('BAD_SCHEMA', usableEpoch(body, topicDeviceId));
+  const { deviceId, epoch, records } = envelope.data;
+  // The topic is the device's identity (the broker's ACL vouches for it); a payload naming another is refused.
+  if (deviceId !== topicDeviceId) return refuse('DEVICE_MISMATCH');
+
   const ctx: Ctx = { deviceId, epoch, nowMs, dialect: ldb.dialect };
-  for (const raw of verdict.unplaceable) {
-    // No seq to place it by: kept, and the cursor will show the hole it leaves.
-    await quarantineMessage(ldb, deviceId, JSON.stringify(raw) ?? '', 0, 'BAD_SCHEMA', epoch, nowMs);
-    outcome.rejected.push({ code: 'BAD_SCHEMA' });
+  const candidates: Candidate[] = [];
+  for (const raw of records) {
+    const parsed = WireRecordSchema.safeParse(raw);
+    if (parsed.success) {
+      // Hash and book the record as received: the parse's copy could differ in ways JCS would see.
+      candidates.push({ seq: parsed.data.seq, raw, record: raw as JournalRecord });
+      continue;
+    }
+    const seq = (raw as { seq?: unknown } | null)?.seq;
+    if (typeof seq === 'number' && Number.isSafeInteger(seq) && seq >= 1) candidates.push({ seq, raw });
+    else {
+      // No seq to place it by: kept, and the cursor will show the hole it leaves.
+      await quarantineMessage(ldb, deviceId, JSON.stringify(raw) ?? '', 0, 'BAD_SCHEMA', epoch, nowMs);
+      outcome.rejected.push({ code: 'BAD_SCHEMA' });
+    }
   }
+  candidates.sort((a, b) => a.seq - b.seq);
   if (candidates.length && opts.awaitTurn) await opts.awaitTurn(deviceId, epoch, candidates[0]!.seq);
 
   let lastSeq: number | undefined;
@@ -347,7 +306,7 @@ async function applyRun(
       } else if (force && force.seq === c.seq) {
         books.reject(c, 'CANNOT_APPLY', { why: force.why });
         lastHash = rec.hash;
-      } else if (!c.hashOk) {
+      } else if (recordHash(rec.prevHash, rec) !== rec.hash) {
         books.reject(c, 'BAD_HASH', { why: 'the hash does not match the record' });
         lastHash = rec.hash;
       } else if (lastHash !== '' && rec.prevHash !== lastHash) {

@@ -18,16 +18,8 @@ import { silentLogger, type Logger } from '../appliance/log.js';
 
 /** What the consumer hands messages to: the books (ledger/apply.ts) in the ledger process, a fake in tests. */
 export interface LedgerInbox {
-  /**
-   * Applies one journal message in one transaction; resolves after the commit with the ack to publish.
-   * `prepared` is what `prepare` made of this payload, when there is a `prepare`.
-   */
-  journal(deviceId: string, payload: Buffer, nowMs: number, prepared?: unknown): Promise<{ ack: Ack | null }>;
-  /**
-   * The CPU part of applying (parsing, checking hashes), run as the message arrives, before it waits
-   * behind the device's message in front of it: the work overlaps that message's database time.
-   */
-  prepare?(deviceId: string, payload: Buffer): unknown;
+  /** Applies one journal message in one transaction; resolves after the commit with the ack to publish. */
+  journal(deviceId: string, payload: Buffer, nowMs: number): Promise<{ ack: Ack | null }>;
   status(deviceId: string, payload: Buffer, nowMs: number): Promise<unknown>;
 }
 
@@ -280,9 +272,8 @@ export class LedgerConsumer {
       this.finish(slot, 'ack');
     } else {
       const { deviceId, kind } = target;
-      const prepared = kind === 'journal' ? this.prepare(deviceId, packet) : undefined;
       const tail = this.chains.get(deviceId) ?? Promise.resolve();
-      const run = tail.then(() => this.apply(deviceId, kind, packet, slot, prepared));
+      const run = tail.then(() => this.apply(deviceId, kind, packet, slot));
       this.chains.set(deviceId, run);
       void run.then(() => {
         if (this.chains.get(deviceId) === run) this.chains.delete(deviceId);
@@ -292,31 +283,13 @@ export class LedgerConsumer {
     else this.held = () => cb(PUBACK_DEFERRED);
   }
 
-  /**
-   * The inbox's prepare, if it has one, for a bounded number of messages at a time (a prepared 4 MiB
-   * batch is several times that in memory); past the bound, or on a throw, the apply does it all.
-   */
-  private prepare(deviceId: string, packet: IPublishPacket): unknown {
-    if (!this.opts.inbox.prepare || this.preparedWaiting >= MAX_PREPARED_WAITING) return undefined;
-    try {
-      const prepared = this.opts.inbox.prepare(deviceId, payloadOf(packet));
-      if (prepared !== undefined) this.preparedWaiting++;
-      return prepared;
-    } catch {
-      return undefined;
-    }
-  }
-
-  private preparedWaiting = 0;
-
   private async apply(
     deviceId: string,
     kind: 'journal' | 'status',
     packet: IPublishPacket,
     slot: Slot,
-    prepared?: unknown,
   ): Promise<void> {
-    const payload = payloadOf(packet);
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     const nowMs = this.opts.clock?.nowMs() ?? Date.now();
     const started = performance.now();
     if (kind === 'status') {
@@ -332,13 +305,11 @@ export class LedgerConsumer {
     }
     let outcome: { ack: Ack | null };
     try {
-      outcome = await this.opts.inbox.journal(deviceId, payload, nowMs, prepared);
+      outcome = await this.opts.inbox.journal(deviceId, payload, nowMs);
     } catch (err) {
-      if (prepared !== undefined) this.preparedWaiting--;
       this.applyFailed(deviceId, packet, payload, slot, err);
       return;
     }
-    if (prepared !== undefined) this.preparedWaiting--;
     this.log.info(
       {
         dir: 'in',
@@ -413,18 +384,11 @@ export class LedgerConsumer {
   }
 }
 
-/** Messages prepared on arrival and not yet applied, at most: enough to keep each busy device's next batch ready. */
-const MAX_PREPARED_WAITING = 4;
-
 /** ms a graceful disconnect may wait for the broker before the socket is just closed. */
 const END_WAIT_MS = 2000;
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
-
-function payloadOf(packet: IPublishPacket): Buffer {
-  return typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
 }
 
 function failureKey(topic: string, payload: Buffer): string {

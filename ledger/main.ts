@@ -16,7 +16,7 @@ import { EmbeddedBroker } from './broker.js';
 import { LedgerConsumer } from './consumer.js';
 import { LedgerHttpApi, type Middleware } from './http.js';
 import { openLedgerDb, type LedgerDb } from './db/open.js';
-import { applyJournalMessage, prepareJournalMessage, type PreparedMessage } from './apply.js';
+import { applyJournalMessage } from './apply.js';
 import { applyInSeqOrder } from './seq-order.js';
 import { listStoreDocuments, recordDeviceStatus } from './queries.js';
 
@@ -277,13 +277,10 @@ export async function startLedger(
         log: childLogger(log, `consumer-${i}`),
         inbox: {
           // Alone, a consumer sees a device's batches in order; shared, it waits for the one before.
-          prepare: (deviceId, payload) => prepareJournalMessage(deviceId, payload),
-          journal: (deviceId, payload, nowMs, prepared) => {
-            const p = prepared as PreparedMessage | undefined;
-            return o.shared
-              ? applyInSeqOrder(ldb, deviceId, payload, nowMs, p ? { prepared: p } : {})
-              : applyJournalMessage(ldb, deviceId, payload, nowMs, p ? { prepared: p } : {});
-          },
+          journal: (deviceId, payload, nowMs) =>
+            o.shared
+              ? applyInSeqOrder(ldb, deviceId, payload, nowMs)
+              : applyJournalMessage(ldb, deviceId, payload, nowMs),
           status: (deviceId, payload, nowMs) => recordDeviceStatus(ldb, deviceId, payload, nowMs),
         },
         // A broker that lost its retained messages (restarted without persistence) gets them again.

@@ -4,7 +4,7 @@
 // timeout (measured: a 20× slower drain with two consumers). So a batch that starts past the device's
 // cursor waits, briefly and boundedly, for the cursor to reach it — the other consumer is committing
 // the batch before it — and then applies in order. A real gap still ends in the gap alarm, just later.
-import { applyJournalMessage, type ApplyOutcome, type PreparedMessage } from './apply.js';
+import { applyJournalMessage, type ApplyOutcome } from './apply.js';
 import type { LedgerDb } from './db/open.js';
 
 export const SEQ_ORDER_DEFAULTS = {
@@ -16,8 +16,6 @@ export const SEQ_ORDER_DEFAULTS = {
 
 export interface SeqOrderOptions {
   maxWaitMs?: number;
-  /** prepareJournalMessage's result for this payload, when the consumer ran it on arrival. */
-  prepared?: PreparedMessage;
   sleep?: (ms: number) => Promise<void>;
 }
 
@@ -44,7 +42,6 @@ export function applyInSeqOrder(
   const maxWaitMs = opts.maxWaitMs ?? SEQ_ORDER_DEFAULTS.maxWaitMs;
   const sleep = opts.sleep ?? realSleep;
   return applyJournalMessage(ldb, topicDeviceId, payload, nowMs, {
-    ...(opts.prepared ? { prepared: opts.prepared } : {}),
     awaitTurn: async (deviceId, epoch, firstSeq) => {
       let waited = 0;
       let pollMs: number = SEQ_ORDER_DEFAULTS.firstPollMs;

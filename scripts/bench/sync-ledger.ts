@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { connectAsync } from 'mqtt';
 import pg from 'pg';
 import type { Logger } from '../../appliance/log.js';
-import { applyJournalMessage, prepareJournalMessage, type PreparedMessage } from '../../ledger/apply.js';
+import { applyJournalMessage } from '../../ledger/apply.js';
 import { applyInSeqOrder } from '../../ledger/seq-order.js';
 import { LedgerConsumer } from '../../ledger/consumer.js';
 import { openLedgerDb, type LedgerDb } from '../../ledger/db/open.js';
@@ -67,15 +67,12 @@ export async function startSharedBrokerLedger(o: SharedBrokerLedgerOptions): Pro
         ...(shared ? { shareGroup: o.clientId } : {}),
         log: o.log,
         inbox: {
-          prepare: (deviceId, payload) =>
-            o.ours(deviceId) ? prepareJournalMessage(deviceId, payload) : undefined,
-          journal: (deviceId, payload, nowMs, prepared) => {
-            if (!o.ours(deviceId)) return Promise.resolve({ ack: null });
-            const p = prepared ? { prepared: prepared as PreparedMessage } : {};
-            return shared
-              ? applyInSeqOrder(ldb, deviceId, payload, nowMs, p)
-              : applyJournalMessage(ldb, deviceId, payload, nowMs, p);
-          },
+          journal: (deviceId, payload, nowMs) =>
+            !o.ours(deviceId)
+              ? Promise.resolve({ ack: null })
+              : shared
+                ? applyInSeqOrder(ldb, deviceId, payload, nowMs)
+                : applyJournalMessage(ldb, deviceId, payload, nowMs),
           status: (deviceId, payload, nowMs) =>
             o.ours(deviceId) ? recordDeviceStatus(ldb, deviceId, payload, nowMs) : Promise.resolve(null),
         },

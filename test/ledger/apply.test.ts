@@ -2,7 +2,7 @@
 // resent, reordered or duplicated; gaps and broken chains are alarms; bad input is quarantined with a
 // code and never stalls what comes behind it. Every case runs on SQLite and on PostgreSQL.
 import t from 'tap';
-import { applyJournalMessage, maskPan, prepareJournalMessage } from '../../ledger/apply.js';
+import { applyJournalMessage, maskPan } from '../../ledger/apply.js';
 import { receiveStock } from '../../ledger/stock.js';
 import { getSale, listExceptions } from '../../ledger/queries.js';
 import { MAX_PAYLOAD_BYTES } from '../../cloud-bridge/protocol/wire.js';
@@ -282,37 +282,6 @@ forEachDialect(t, 'a bad hash is rejected with BAD_HASH; the chain goes on', asy
   t.equal(await count(ldb, 'sales'), 1);
   t.match(await listExceptions(ldb, { kind: 'quarantine' }), [{ seq: 6, detail: { code: 'BAD_HASH' } }]);
 });
-
-forEachDialect(
-  t,
-  'a message prepared on arrival books exactly as one prepared at apply time',
-  async (t, env) => {
-    const records = journalOf(await dayAtTheTill());
-    const tampered = structuredClone(records);
-    const sale = tampered[5]!.events.find((e) => e.type === 'sale.completed')!;
-    (sale.totals as { totalMinor: number }).totalMinor = 1;
-    const payloads = [message(tampered.slice(0, 4)), message(tampered.slice(4)), '{"v":1'];
-    // Prepared while nothing is written yet, as the consumer does before the message's turn comes.
-    const prepared = payloads.map((p) => prepareJournalMessage('till-1', p));
-    t.match(prepared[1]!.verdict, { kind: 'ok', deviceId: 'till-1' });
-    t.match(prepared[2]!.verdict, { kind: 'refuse', code: 'BAD_JSON' });
-    const reference = await env.fresh();
-    await stockUp(env.ldb);
-    await stockUp(reference);
-    for (let i = 0; i < payloads.length; i++) {
-      const early = await applyJournalMessage(env.ldb, 'till-1', payloads[i]!, NOW, {
-        prepared: prepared[i]!,
-      });
-      const late = await applyJournalMessage(reference, 'till-1', payloads[i]!, NOW);
-      t.same(early, late, `message ${i + 1}: the same outcome and ack`);
-    }
-    const codes = (await listExceptions(env.ldb, { kind: 'quarantine' }))
-      .map((x) => `${x.seq}:${(x.detail as { code: string }).code}`)
-      .sort();
-    t.same(codes, ['6:BAD_HASH', 'null:BAD_JSON'], 'the bad record and the bad message, quarantined');
-    t.same(await snapshotBooks(env.ldb), await snapshotBooks(reference));
-  },
-);
 
 forEachDialect(
   t,
