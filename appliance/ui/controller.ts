@@ -122,6 +122,8 @@ export class TillController {
   constructor(
     private readonly ports: TillPorts,
     private readonly onChange: () => void = () => undefined,
+    /** A line under the cashier list (the demo's PINs). */
+    private readonly loginHint?: string,
   ) {}
 
   // ---- inputs ----
@@ -739,6 +741,7 @@ export class TillController {
           this.cashiers().forEach((c, i) => v.body.push(`   ${i + 1}  ${c.name}`));
           if (!this.cashiers().length)
             v.body.push('   (no cashier list yet: the register has not been synced)');
+          if (this.loginHint) v.body.push('', `  ${this.loginHint}`);
           v.keys = 'number: choose';
         } else {
           v.body = ['', `  ${m.name}, type your PIN and press Enter.`];

@@ -16,6 +16,8 @@ import { TillScreen } from './screen.js';
 export interface TillUiOptions {
   socketPath: string;
   keymapFile?: string;
+  /** A line for the login screen (the demo shows its PINs there). */
+  loginHint?: string;
 }
 
 export interface RunningTillUi {
@@ -40,7 +42,11 @@ export async function runTillUi(opts: TillUiOptions): Promise<RunningTillUi> {
       if (!stopped) screen.draw(till.view());
     });
   };
-  const till = new TillController({ call: (m, p) => link.call(m, p), nowMs: () => Date.now() }, redraw);
+  const till = new TillController(
+    { call: (m, p) => link.call(m, p), nowMs: () => Date.now() },
+    redraw,
+    opts.loginHint,
+  );
   let stopped = false;
   let finish!: () => void;
   const done = new Promise<void>((resolve) => (finish = resolve));
