@@ -3,14 +3,13 @@
 //   up       restore it; the register reconnects on its own backoff, within 30 s
 //   status   the switch's position and the register's sync queue (pending records, oldest age)
 // It writes `up` or `down` to <state>/net in one step (temp file + rename); the running demo polls it.
-import { parseArgs } from 'node:util';
 import { callControl } from '../appliance/control/client.js';
 import {
   DemoError,
   formatAge,
   readNetFile,
   requireRunningDemo,
-  resolveStateDir,
+  parseDemoCommand,
   writeFileAtomic,
 } from './demo/state.js';
 
@@ -43,25 +42,14 @@ async function syncLine(socket: string): Promise<string> {
 }
 
 async function main(argv: string[]): Promise<number> {
-  let values: { state?: string };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: { state: { type: 'string' } },
-      strict: true,
-      allowPositionals: true,
-    }));
-  } catch (err) {
-    throw new DemoError(`${(err as Error).message}\n${USAGE}`, 2);
-  }
+  const { stateDir, positionals } = parseDemoCommand(argv, USAGE);
   const [what, ...rest] = positionals;
   if (rest.length || (what !== 'up' && what !== 'down' && what !== 'status'))
     throw new DemoError(
       `${what === undefined ? 'say down, up or status' : `not a net command: ${positionals.join(' ')}`}\n${USAGE}`,
       2,
     );
-  const demo = requireRunningDemo(resolveStateDir(values.state));
+  const demo = requireRunningDemo(stateDir);
   if (what !== 'status') {
     writeFileAtomic(demo.netFile, `${what}\n`);
     process.stdout.write(

@@ -4,9 +4,8 @@
 // (`sale.scan`). Exit status 0 when a line was rung up, 1 when the register refused the code (not logged
 // in, no shift, unknown barcode …), 2 for a code that is no barcode.
 import { closeSync, constants, openSync, writeSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { callControl } from '../appliance/control/client.js';
-import { DemoError, requireRunningDemo, resolveStateDir } from './demo/state.js';
+import { DemoError, parseDemoCommand, requireRunningDemo } from './demo/state.js';
 
 const USAGE = 'usage: npm run scan -- CODE [--state DIR]   (e.g. npm run scan -- 4006381333900)';
 /** What a scanner sends at most (docs/devices.md): longer reads are rejected by the register anyway. */
@@ -71,21 +70,10 @@ async function scanOnTheLine(socket: string, peer: string, code: string, before:
 }
 
 async function main(argv: string[]): Promise<number> {
-  let values: { state?: string };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: { state: { type: 'string' } },
-      strict: true,
-      allowPositionals: true,
-    }));
-  } catch (err) {
-    throw new DemoError(`${(err as Error).message}\n${USAGE}`, 2);
-  }
+  const { stateDir, positionals } = parseDemoCommand(argv, USAGE);
   if (positionals.length > 1) throw new DemoError(`one barcode at a time\n${USAGE}`, 2);
   const code = checkCode(positionals[0]);
-  const demo = requireRunningDemo(resolveStateDir(values.state));
+  const demo = requireRunningDemo(stateDir);
   const socket = demo.controlSocket;
   const before = await status(socket);
   const scanner = before.devices.scanner;

@@ -6,19 +6,14 @@
 // No blessed here: `view()` returns plain text the screen module draws, so the logic is tested directly
 // and the tmux tests check that the drawing shows it.
 import { currencyExponent } from '../till/money.js';
+import type { SaleLine as TillSaleLine } from '../till/state.js';
 import type { Action } from './keymap.js';
 import type { Answer } from './link.js';
 
 // ---- what the register tells us (the parts of status and till.info the till draws) ----
 
-export interface SaleLine {
-  lineId: string;
-  sku: string;
-  name: string;
-  qty: number;
-  unitMinor: number;
-  discount?: { kind: 'percent'; bp: number } | { kind: 'amount'; minor: number } | null;
-}
+/** A sale line as the sale view gives it (appliance/till/state.ts). */
+export type SaleLine = Pick<TillSaleLine, 'lineId' | 'sku' | 'name' | 'qty' | 'unitMinor' | 'discount'>;
 
 export interface SaleView {
   saleId: string;

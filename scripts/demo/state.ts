@@ -1,6 +1,7 @@
 // The demo store's state directory and the file a running demo leaves in it (`demo.json`): what the
 // demo's other commands (`npm run net`, `npm run scan`) need to find the register, the ledger and the
 // connection switch. Shared by scripts/demo.ts, scripts/net.ts and scripts/scan.ts.
+import { parseArgs } from 'node:util';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
@@ -160,4 +161,19 @@ export function formatAge(ms: number): string {
   const m = Math.floor(s / 60);
   if (m < 60) return `${m} min ${s % 60} s`;
   return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+/** A demo command's arguments: `--state DIR` and positionals; a bad flag is a usage error (exit 2). */
+export function parseDemoCommand(argv: string[], usage: string): { stateDir: string; positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options: { state: { type: 'string' } },
+      strict: true,
+      allowPositionals: true,
+    });
+    return { stateDir: resolveStateDir(values.state), positionals };
+  } catch (err) {
+    throw new DemoError(`${(err as Error).message}\n${usage}`, 2);
+  }
 }
