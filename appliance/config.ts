@@ -103,12 +103,14 @@ export const ConfigSchema = z
           .object({ caFile: z.string().min(1), certFile: z.string().min(1), keyFile: z.string().min(1) })
           .strict()
           .optional(),
-        /** Records per MQTT message: 200 keeps a message ~100 KiB and one ledger transaction short. */
+        /** Records per MQTT message: 500 keeps a message ~250 KiB and one ledger transaction (decision 0008). */
         batchMaxRecords: z.number().int().min(1).max(500).default(500),
         /** Batches sent and not yet acknowledged by the ledger. */
         maxInFlightBatches: z.number().int().min(1).max(64).default(2),
         /** Resend from the last ack when the ledger has acknowledged nothing for this long, ms. */
         ackTimeoutMs: z.number().int().min(1000).max(600_000).default(10_000),
+        /** Longest wait between reconnect attempts, ms (jittered, doubling from 1 s up to this). */
+        reconnectMaxMs: z.number().int().min(1000).max(300_000).default(30_000),
       })
       .strict()
       .prefault({}),

@@ -216,6 +216,7 @@ function openBridge(
     batchMaxRecords: config.cloud.batchMaxRecords,
     maxInFlightBatches: config.cloud.maxInFlightBatches,
     ackTimeoutMs: config.cloud.ackTimeoutMs,
+    backoff: { maxMs: config.cloud.reconnectMaxMs },
     nowMs: () => clock.nowMs(),
     clockTrusted: () => clock.trusted(),
     version: VERSION,

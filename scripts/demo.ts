@@ -237,7 +237,12 @@ async function main(argv: string[]): Promise<void> {
       {
         ...raw,
         stateDir: opts.stateDir,
-        cloud: { ...(raw.cloud as object | undefined), brokerUrl: `mqtt://127.0.0.1:${proxyPort}` },
+        // A shop back online is seen within 3 s: the demo is worked by hand, right after npm run net -- up.
+        cloud: {
+          reconnectMaxMs: 3000,
+          ...(raw.cloud as object | undefined),
+          brokerUrl: `mqtt://127.0.0.1:${proxyPort}`,
+        },
         devices: { ...(raw.devices as object | undefined), ...d.config },
       },
       {},

@@ -133,6 +133,20 @@ t.test('cloud: optional broker URL, mqtt(s) only, from the environment too; TLS 
   }
 });
 
+t.test('cloud sync defaults: 500-record batches, 2 in flight, reconnects at most 30 s apart', async (t) => {
+  t.match(parseConfig({ ...base }, {}, '/').cloud, {
+    batchMaxRecords: 500,
+    maxInFlightBatches: 2,
+    ackTimeoutMs: 10_000,
+    reconnectMaxMs: 30_000,
+  });
+  t.equal(parseConfig({ ...base, cloud: { reconnectMaxMs: 3000 } }, {}, '/').cloud.reconnectMaxMs, 3000);
+  for (const v of [999, 300_001, 1.5])
+    t.throws(() => parseConfig({ ...base, cloud: { reconnectMaxMs: v } }, {}, '/'), {
+      message: /cloud\.reconnectMaxMs/,
+    });
+});
+
 t.test('the version a register reports is the package version', async (t) => {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
     version: string;
