@@ -1203,7 +1203,8 @@ async function quarantineMessage(
           epoch,
           seq: null,
           code,
-          excerpt: redactPins(kept.toString('utf8')),
+          // PostgreSQL text cannot hold NUL: a payload with one would fail its own quarantine.
+          excerpt: redactPins(kept.toString('utf8')).replaceAll('\u0000', '\uFFFD'),
           size_bytes: size,
           digest,
           received_at: nowMs,

@@ -283,6 +283,14 @@ forEachDialect(t, 'a bad hash is rejected with BAD_HASH; the chain goes on', asy
   t.match(await listExceptions(ldb, { kind: 'quarantine' }), [{ seq: 6, detail: { code: 'BAD_HASH' } }]);
 });
 
+forEachDialect(t, 'a payload with NUL bytes is quarantined, not a database error', async (t, { ldb }) => {
+  // PostgreSQL text holds no NUL: the kept excerpt must not carry one (found by test/fuzz).
+  const out = await applyJournalMessage(ldb, 'till-1', Buffer.from([0x7b, 0x00, 0x22, 0x00, 0x7d]), NOW);
+  t.match(out.rejected, [{ code: 'BAD_JSON' }]);
+  const kept = await ldb.db.selectFrom('quarantine').select(['code', 'excerpt']).execute();
+  t.same(kept, [{ code: 'BAD_JSON', excerpt: '{\uFFFD"\uFFFD}' }]);
+});
+
 forEachDialect(
   t,
   'malformed payloads are refused with a code; valid ones after them apply',
