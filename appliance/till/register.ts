@@ -288,7 +288,8 @@ export class Register {
       case 'sale.refund':
         return this.refund(cmd.parseParams('sale.refund', raw));
     }
-    const decide = DECIDERS[method as keyof typeof DECIDERS];
+    // Own keys only: `constructor` or `toString` must be an unknown method, not Object.prototype's.
+    const decide = Object.hasOwn(DECIDERS, method) ? DECIDERS[method as keyof typeof DECIDERS] : undefined;
     if (!decide) throw new RegisterError('UNKNOWN_METHOD', `no method ${method}`, { method });
     const params = cmd.parseParams(method as cmd.Method, raw);
     const pins = await this.checkPins(params);
