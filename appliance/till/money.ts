@@ -148,9 +148,13 @@ export function currencyExponent(currency: string): number {
 
 /** An amount for a receipt: "12.49 EUR", "-0.05 EUR", "1250 JPY". No grouping, point as separator. */
 export function formatMinor(minor: number, currency: string): string {
+  return `${formatAmount(minor, currencyExponent(currency))} ${currency}`;
+}
+
+/** The figure alone, for a screen that shows the currency once: "12.49", "-0.05", "1250". */
+export function formatAmount(minor: number, exponent: number): string {
   assertSafeInteger(minor, 'minor');
-  const exponent = currencyExponent(currency);
   const digits = String(Math.abs(minor)).padStart(exponent + 1, '0');
   const major = exponent === 0 ? digits : `${digits.slice(0, -exponent)}.${digits.slice(-exponent)}`;
-  return `${minor < 0 ? '-' : ''}${major} ${currency}`;
+  return `${minor < 0 ? '-' : ''}${major}`;
 }

@@ -5,7 +5,7 @@
 //
 // No blessed here: `view()` returns plain text the screen module draws, so the logic is tested directly
 // and the tmux tests check that the drawing shows it.
-import { currencyExponent } from '../till/money.js';
+import { currencyExponent, formatAmount } from '../till/money.js';
 import type { SaleLine as TillSaleLine } from '../till/state.js';
 import type { Action } from './keymap.js';
 import type { Answer } from './link.js';
@@ -39,7 +39,13 @@ export interface RegisterStatus {
   offlineCard?: { count: number; totalMinor: number };
   devices: Record<string, { state: string; detail?: string; printer?: string; queued?: number }>;
   terminalMessage: { message: string } | null;
-  lastScan: { code: string; ok: boolean; name?: string; error?: { code: string; message: string } } | null;
+  lastScan: {
+    code: string;
+    atMs: number;
+    ok: boolean;
+    name?: string;
+    error?: { code: string; message: string };
+  } | null;
 }
 
 export interface TillInfo {
@@ -86,7 +92,13 @@ const MAX_PIN = 8;
 /** Keys waiting behind a request in flight, at most. */
 const MAX_QUEUED_KEYS = 64;
 
-type Retry = { method: string; params: Record<string, unknown>; label: string };
+/** A command waiting for a manager, and what to do once it went through. */
+type Retry = {
+  method: string;
+  params: Record<string, unknown>;
+  label: string;
+  onDone: (result: unknown) => void;
+};
 
 type Mode =
   | { kind: 'login'; step: 'cashier' }
@@ -112,7 +124,8 @@ export class TillController {
   /** The last completed sale's change, shown large until the next sale starts. */
   private completed: { changeMinor: number; totalMinor: number; receiptNo: number } | null = null;
   private showHelp = false;
-  private lastScanSeen: unknown = null;
+  /** The last scan announced, by when it was read (null before the first push that had one). */
+  private lastScanAt: number | null = null;
 
   constructor(
     private readonly ports: TillPorts,
@@ -137,12 +150,12 @@ export class TillController {
     if (status.session && this.mode.kind === 'login') this.toSale();
     if (status.sale) this.completed = null;
     const scan = status.lastScan;
-    if (scan && scan !== this.lastScanSeen && JSON.stringify(scan) !== JSON.stringify(this.lastScanSeen)) {
-      if (this.lastScanSeen !== null || !this.message) {
+    if (scan && scan.atMs !== this.lastScanAt) {
+      if (this.lastScanAt !== null || !this.message) {
         if (scan.ok) this.say(`Scanned ${scan.code}: ${scan.name ?? ''}`.trim(), 'info');
         else this.say(`Scan ${scan.code}: ${scan.error?.message ?? 'refused'}`, 'error');
       }
-      this.lastScanSeen = scan;
+      this.lastScanAt = scan.atMs;
     }
     this.onChange();
   }
@@ -551,14 +564,16 @@ export class TillController {
       onDone(a.result);
       if (this.mode.kind === 'sale' && !this.message) this.say(`${label}: done`, 'info');
     } else if (a.error.code === 'MANAGER_REQUIRED') {
-      this.approvalDone = onDone;
-      this.mode = { kind: 'approval', step: 'manager', retry: { method, params, label }, back: this.mode };
+      this.mode = {
+        kind: 'approval',
+        step: 'manager',
+        retry: { method, params, label, onDone },
+        back: this.mode,
+      };
       this.say(`${label}: needs a manager`, 'info');
     } else this.fail(a);
     this.onChange();
   }
-
-  private approvalDone: (result: unknown) => void = () => undefined;
 
   private pickManager(digit: string): void {
     if (this.mode.kind !== 'approval') return;
@@ -588,7 +603,7 @@ export class TillController {
     if (a.ok) {
       this.mode = m.back;
       this.say(`${m.retry.label}: approved by ${m.name}`, 'info');
-      this.approvalDone(a.result);
+      m.retry.onDone(a.result);
     } else {
       this.fail(a);
       if (a.error.code !== 'APPROVAL_REFUSED') this.mode = m.back;
@@ -656,10 +671,7 @@ export class TillController {
   }
 
   money(minor: number): string {
-    const e = this.exponent();
-    const digits = String(Math.abs(minor)).padStart(e + 1, '0');
-    const major = e === 0 ? digits : `${digits.slice(0, -e)}.${digits.slice(-e)}`;
-    return `${minor < 0 ? '-' : ''}${major}`;
+    return formatAmount(minor, this.exponent());
   }
 
   private reportLines(result: unknown): string[] {

@@ -146,3 +146,27 @@ t.test('the status line: link, queue and age, devices, cashier, clock', async (t
   for (const part of [/OFFLINE q7 3m/, /PRN paper-out \(2\)/, /TRM ok/, /card offline 1/, /Ana/, /clock \?/])
     t.match(line, part);
 });
+
+t.test('a scan from the scanner is announced once, when it is new', async (t) => {
+  const till = new TillController(fakeRegister(() => ok()).ports);
+  till.setLink(true);
+  await flush();
+  const scan = { code: '4006381333900', atMs: 5, ok: true, name: 'Espresso beans' };
+  till.setStatus(status({ lastScan: scan }));
+  t.match(till.view().message, { text: 'Scanned 4006381333900: Espresso beans', level: 'info' });
+  await till.press('subtotal');
+  t.match(till.view().message, { text: /Subtotal: no sale open/ });
+  till.setStatus(status({ lastScan: { ...scan } }));
+  t.match(till.view().message, { text: /Subtotal: no sale open/ }, 'the same scan again is not news');
+  till.setStatus(
+    status({
+      lastScan: {
+        code: '123',
+        atMs: 9,
+        ok: false,
+        error: { code: 'UNKNOWN_BARCODE', message: 'no product for 123' },
+      },
+    }),
+  );
+  t.match(till.view().message, { text: 'Scan 123: no product for 123', level: 'error' });
+});
