@@ -11,13 +11,13 @@ import * as path from 'node:path';
 import { MANAGER, PINS, code, demoCatalog } from '../support/till-fixtures.js';
 import {
   bundleAll,
-  processesMentioning,
   startLedgerProcess,
   startStore,
   type Bins,
   type LedgerProcess,
   type Store,
 } from '../support/field-store.js';
+import { processesMentioning } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
 
 /** A bound on every wait; each normally ends well within a second or two (reconnect backoff: 1 s). */

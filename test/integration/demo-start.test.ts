@@ -3,14 +3,16 @@
 // the ledger's books and the printer, `npm run scan` rings a line up, `npm run net -- down|up` cuts and
 // restores the register's link, and SIGINT stops it all: exit 0, nothing left running.
 import t, { type Test } from 'tap';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { controlCaller } from '../support/registerd-process.js';
 import { code } from '../support/till-fixtures.js';
+import { processesMentioning } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
+import { processAlive } from '../../scripts/demo/state.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** Starting takes a few seconds (tsx compiles, the ledger migrates); every other wait is shorter. */
@@ -73,13 +75,6 @@ async function run(
   return { code: exitCode, ...out };
 }
 
-/** Processes whose command line mentions `dir` (the demo, its socat pairs), as `pid args` lines. */
-function processesMentioning(dir: string): string[] {
-  return execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' })
-    .split('\n')
-    .filter((l) => l.includes(dir));
-}
-
 /** The promise's value, or `late` when it takes longer than `ms` (the timer does not outlive it). */
 async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'late'> {
   let timer: NodeJS.Timeout | undefined;
@@ -88,15 +83,6 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'late'> {
     return await Promise.race([promise, late]);
   } finally {
     clearTimeout(timer);
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -132,10 +118,9 @@ async function startDemo(t: Test, env: NodeJS.ProcessEnv = {}): Promise<RunningD
   t.teardown(async () => {
     // A failed test still leaves nothing running: the demo is asked to stop, then made to.
     if (exitCode !== undefined) return;
-    if (demo.pid && alive(demo.pid)) process.kill(demo.pid, 'SIGINT');
+    if (demo.pid && processAlive(demo.pid)) process.kill(demo.pid, 'SIGINT');
     if ((await within(exited, STOP_MS)) === 'late') {
-      for (const line of processesMentioning(dir))
-        process.kill(Number(line.trim().split(/\s+/)[0]), 'SIGKILL');
+      for (const pid of processesMentioning(dir)) process.kill(pid, 'SIGKILL');
       proc.kill('SIGKILL');
     }
   });
@@ -176,7 +161,7 @@ t.test('npm start: a demo store that sells, syncs, scans, switches its link and 
   const running = await startDemo(t);
   const { dir, ready, out } = running;
   t.equal(ready.stateDir, dir);
-  t.ok(alive(ready.pid), 'the ready line names the running demo');
+  t.ok(processAlive(ready.pid), 'the ready line names the running demo');
   const info = JSON.parse(readFileSync(path.join(dir, 'demo.json'), 'utf8'));
   t.same({ event: 'ready', ...info }, ready, 'demo.json holds what the ready line said');
   t.match(out.stderr, /ana 1111, ben 2222, mia 9999 \(manager\)/, 'the cashiers and their PINs are printed');

@@ -4,7 +4,7 @@
 // receipts to a file, and the connection switch (scripts/demo/switch.ts) in the test process, which the
 // test flips as the operator does (`npm run net -- down|up`).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { silentLogger } from '../../appliance/log.js';
@@ -310,19 +310,4 @@ export async function startStore(
     await stop();
     throw err;
   }
-}
-
-/** Pids of live processes (zombies aside) whose command line mentions `needle` (a temporary directory). */
-export function processesMentioning(needle: string): number[] {
-  const pids: number[] = [];
-  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    try {
-      if (/^\S+ \([^)]*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) continue;
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(needle) && Number(pid) !== process.pid)
-        pids.push(Number(pid));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
 }
