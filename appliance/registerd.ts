@@ -12,6 +12,7 @@ import { RegisterError, isRegisterError } from './errors.js';
 import { jsonLogger, type Logger } from './log.js';
 import { systemClock, type Clock } from './clock.js';
 import { Journal } from './journal/journal.js';
+import type { JournalFs } from './journal/fs.js';
 import { openDurableJson } from './store/durable-json.js';
 import { ControlServer } from './control/server.js';
 import { CatalogSchema, type Catalog } from './till/catalog.js';
@@ -22,6 +23,8 @@ import { Register } from './till/register.js';
 import { CloudBridge } from '../cloud-bridge/bridge.js';
 import { VERSION } from './version.js';
 import { registerReducer, type RegisterState } from './till/state.js';
+import { SystemdNotifier } from './systemd/notify.js';
+import { HealthWatchdog, journalWritable, watchdogTimeoutMs } from './systemd/watchdog.js';
 
 /** Exit status after an fsync error: the unit reboots the appliance on it (docs/journal.md). */
 export const EXIT_JOURNAL_FATAL = 75;
@@ -44,10 +47,18 @@ export interface DaemonOptions {
   log?: Logger;
   /** Called when the journal hits an unrecoverable error (the process should exit). */
   onFatal?: (err: RegisterError) => void;
+  /** The file system under the state dir's durable files: the real one unless the soak's simulated power. */
+  fs?: JournalFs;
 }
 
-function openStore<T>(file: string, validate: (d: unknown) => T, log: Logger): LowSync<T | null> {
+function openStore<T>(
+  file: string,
+  validate: (d: unknown) => T,
+  log: Logger,
+  fs: JournalFs | undefined,
+): LowSync<T | null> {
   return openDurableJson<T | null>(file, {
+    ...(fs ? { fs } : {}),
     validate: (d) => validate(d),
     defaultData: null,
     onFallback: (reason) => log.warn({ file, reason }, 'using the previous copy'),
@@ -94,6 +105,7 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
     segmentMaxBytes: config.journal.segmentMaxBytes,
     checkpointEveryRecords: config.journal.checkpointEveryRecords,
     log,
+    ...(opts.fs ? { fs: opts.fs } : {}),
   });
   log.info(
     { ...journal.recovery, epoch: journal.epoch, ms: Math.round(performance.now() - started) },
@@ -104,11 +116,13 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
     path.join(config.stateDir, 'catalog.json'),
     (d) => CatalogSchema.parse(d),
     log,
+    opts.fs,
   );
   const cashiers = openStore<CashierList>(
     path.join(config.stateDir, 'cashiers.json'),
     (d) => CashierListSchema.parse(d),
     log,
+    opts.fs,
   );
   seed(catalog, config.seed.catalogFile, (d) => CatalogSchema.parse(d), log);
   seed(cashiers, config.seed.cashiersFile, (d) => CashierListSchema.parse(d), log);
@@ -119,9 +133,10 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
     clock,
     log,
     ...(opts.terminal ? { terminal: opts.terminal } : {}),
+    ...(opts.fs ? { fs: opts.fs } : {}),
     onChange: () => publish(() => register.status()),
   });
-  const bridge = openBridge(config, journal, { catalog, cashiers }, clock, log, () =>
+  const bridge = openBridge(config, journal, { catalog, cashiers }, clock, log, opts.fs, () =>
     publish(() => register.status()),
   );
   const register = new Register({
@@ -181,6 +196,7 @@ function openBridge(
   stores: { catalog: LowSync<Catalog | null>; cashiers: LowSync<CashierList | null> },
   clock: Clock,
   log: Logger,
+  fs: JournalFs | undefined,
   onChange: () => void,
 ): CloudBridge | null {
   const { brokerUrl, tls } = config.cloud;
@@ -199,6 +215,7 @@ function openBridge(
     storeId: config.storeId,
     journal,
     stateDir: config.stateDir,
+    ...(fs ? { fs } : {}),
     installCatalog: install(stores.catalog, 'catalog'),
     installCashiers: install(stores.cashiers, 'cashier list'),
     currentCatalogVersion: () => stores.catalog.data?.version,
@@ -229,7 +246,11 @@ function usage(): never {
   throw new RegisterError('USAGE', 'usage: registerd --config FILE (or REGISTER_CONFIG=FILE)');
 }
 
-export async function main(argv: string[], env = process.env): Promise<void> {
+export async function main(
+  argv: string[],
+  env = process.env,
+  extra: Pick<DaemonOptions, 'fs'> = {},
+): Promise<void> {
   const log = jsonLogger('registerd');
   let daemon: Daemon;
   try {
@@ -238,6 +259,7 @@ export async function main(argv: string[], env = process.env): Promise<void> {
     else if (argv.length) usage();
     if (!file) usage();
     daemon = await startRegisterd(loadConfig(file, env), {
+      ...extra,
       log,
       onFatal: (err) => {
         log.error({ alarm: 'journal', code: err.code }, 'journal failed: exiting for a reboot');
@@ -251,17 +273,37 @@ export async function main(argv: string[], env = process.env): Promise<void> {
     );
     process.exit(isRegisterError(err, 'CONFIG_INVALID') || isRegisterError(err, 'USAGE') ? EXIT_CONFIG : 1);
   }
+  // systemd (docs/operators.md): READY once the journal is recovered and the socket listens, watchdog
+  // pings only while healthy, STOPPING at shutdown. Every one a no-op outside a Type=notify unit.
+  const notifier = new SystemdNotifier({ env, log });
+  notifier.ready();
+  const watchdogMs = watchdogTimeoutMs(env, process.pid);
+  const watchdog =
+    watchdogMs === undefined
+      ? undefined
+      : new HealthWatchdog({
+          notifier,
+          timeoutMs: watchdogMs,
+          checks: [journalWritable(daemon.journal.dir)],
+          log,
+        });
+  watchdog?.start();
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
+    notifier.stopping();
+    watchdog?.stop();
     await daemon.stop();
+    await notifier.idle(); // STOPPING=1 delivered (bounded by the notifier's child timeout)
     process.exit(0);
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+// Started as registerd itself; not when bundled into another program that calls main() (the soak's).
+const entry = process.argv[1] ? realpathSync(process.argv[1]) : '';
+if (import.meta.url === pathToFileURL(entry).href && /^registerd\.[cm]?[jt]s$/.test(path.basename(entry))) {
   void main(process.argv.slice(2));
 }

@@ -14,6 +14,7 @@ import { RegisterError } from '../appliance/errors.js';
 import { silentLogger, type Logger } from '../appliance/log.js';
 import { backoffDelayMs, realTimers, type Timers } from '../appliance/devices/device.js';
 import { DurableJsonAdapter } from '../appliance/store/durable-json.js';
+import type { JournalFs } from '../appliance/journal/fs.js';
 import { CatalogSchema, type Catalog } from '../appliance/till/catalog.js';
 import { CashierListSchema, type CashierList } from '../appliance/till/cashiers.js';
 import type { JournalRecord } from './protocol/record.js';
@@ -55,6 +56,8 @@ export interface CloudBridgeOptions {
   journal: JournalSource;
   /** Where `sync.json` (the last ack seen) is kept. */
   stateDir: string;
+  /** The file system under `sync.json`: the real one unless the soak's simulated power. */
+  fs?: JournalFs;
   /** Called with a validated catalog strictly newer than `currentCatalogVersion()`; store it durably. */
   installCatalog(doc: Catalog): void | Promise<void>;
   installCashiers(doc: CashierList): void | Promise<void>;
@@ -835,6 +838,7 @@ export class CloudBridge {
   private loadSync(): void {
     const file = path.join(this.opts.stateDir, 'sync.json');
     this.syncStore = new DurableJsonAdapter<SyncFile>(file, {
+      ...(this.opts.fs ? { fs: this.opts.fs } : {}),
       validate: (d) => SyncFileSchema.parse(d),
       onFallback: (reason) => this.log.warn({ file, reason }, 'using the previous copy'),
     });

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Clock } from '../clock.js';
+import type { JournalFs } from '../journal/fs.js';
 import { SimulatedCardTerminal, type CardTerminal } from '../till/card.js';
 import type { Devices, Register } from '../till/register.js';
 import { NO_DEVICE, type DeviceHealth } from './device.js';
@@ -33,6 +34,8 @@ export interface OpenDevicesOptions {
   log: Logger;
   /** A terminal to use instead of the configured one (tests). */
   terminal?: CardTerminal;
+  /** The file system under the reprint queue: the real one unless the soak's simulated power. */
+  fs?: JournalFs;
   /** Called when a device's health changes (the control socket pushes the state). */
   onChange?: () => void;
 }
@@ -62,6 +65,7 @@ function openPrinter(cfg: DeviceConfig['printer'], o: OpenDevicesOptions): EscPo
   return new EscPosPrinter({
     transport,
     queueFile: path.join(o.stateDir, 'reprint-queue.json'),
+    ...(o.fs ? { queueFs: o.fs } : {}),
     render: {
       columns: cfg.columns,
       encoding: cfg.encoding,

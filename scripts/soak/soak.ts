@@ -1,0 +1,701 @@
+// The power-cut soak (docs/soak.md): a register rings up sales while its power is cut again and again,
+// and after every restart and at the end the invariants are checked.
+//
+//   npm run soak -- --cycles N [--seed S] [--dir DIR] [--keep]
+//
+// registerd runs as a child process over the simulated-power file layer (power-fs.ts): nothing it
+// writes reaches the disk before fdatasync or syncDir, so SIGKILL is a power cut, torn flushes
+// included. The card terminal simulator (on a socat pty) and the ledger (SQLite, embedded broker) run
+// in this process: they are the world outside the register and keep their power. Each cycle cuts the
+// power one of four ways, chosen from the seed:
+//   recovery — during start-up (a cut armed at an early step, or a kill before the register is ready);
+//   inside   — at a random durable step while sales are rung up (junk in the torn sector half the time);
+//   outside  — a SIGKILL at a random moment while sales are rung up;
+//   card     — a SIGKILL while a card payment is being authorised.
+// After each restart: every sale the register acknowledged is there with the same receipt number,
+// hash and seq, no card payment is left open, the receipt series has no gap. At the end the register
+// runs without cuts until the ledger has booked everything; then the journal's chain is verified and
+// the ledger reconciled against what was acknowledged and what the terminal charged.
+//
+// With --power-cmd the same load and checks drive a real register (docs/soak.md): the command is run
+// with `off` and `on` to cut and restore its power (a relay or a smart plug), --socket names its
+// control socket (forwarded over ssh), and the ledger's books are read from --ledger-db.
+//
+// Prints one JSON line; exits 1 when an invariant was broken.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, promisify } from 'node:util';
+import { callControl } from '../../appliance/control/client.js';
+import { silentLogger } from '../../appliance/log.js';
+import { verifyJournal } from '../../appliance/journal/verify.js';
+import { openLedgerDb, type LedgerDb } from '../../ledger/db/open.js';
+import { startLedger, type RunningLedger } from '../../ledger/main.js';
+import { bundle } from '../lib/bundle.js';
+import { ptyPair, type PtyPair } from '../sim/pty.js';
+import { TerminalSimulator } from '../sim/terminal-sim.js';
+import { Rng } from '../../test/support/rng.js';
+import { PowerFs, type PowerPlan } from './power-fs.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const DEMO = path.join(root, 'scripts/demo');
+const DEVICE_ID = 'soak-1';
+const CASHIER = { cashierId: 'ana', pin: '1111' };
+const MANAGER = { managerId: 'mia', pin: '9999' };
+
+export const SOAK_DEFAULTS = {
+  cycles: 200,
+  /** ms a register may take from power-on to answering; a Pi boots registerd in a few seconds. */
+  readyTimeoutMs: 30_000,
+  /** Control calls per cycle at most, when no cut came first (the cycle then ends with one). */
+  maxOpsPerCycle: 30,
+  /** ms one control call may take: a card payment with the terminal's delays is well under a second. */
+  callTimeoutMs: 10_000,
+  /** ms the final drain to the ledger may take. */
+  drainTimeoutMs: 180_000,
+  /** Acknowledged sales re-read after each restart, besides those of the cycle just cut. */
+  sampleOlder: 5,
+} as const;
+
+type CutKind = 'recovery' | 'inside' | 'outside' | 'card';
+
+interface AckedSale {
+  saleId: string;
+  receiptNo: number;
+  seq: number;
+  chain: string;
+  totalMinor: number;
+  tender: 'cash' | 'card';
+  cycle: number;
+}
+
+export interface SoakResult {
+  cycles: number;
+  sales_acked: number;
+  sales_in_ledger: number;
+  lost: number;
+  duplicates: number;
+  double_charges: number;
+  chain_ok: boolean;
+  max_recovery_ms: number;
+  seed: number;
+  /** How the cycles cut the power. */
+  cuts: Record<CutKind, number>;
+  /** Cuts that came while the register was still starting. */
+  died_before_ready: number;
+  /** ms from power-on to a register answering, at most (process start included). */
+  max_ready_ms: number;
+  card_charges: number;
+  /** Each broken invariant, described (empty when all held). */
+  violations: string[];
+  /** The ledger's and the register's records pending at the end (0 when everything drained). */
+  pending_at_end: number;
+}
+
+/** What the load needs of a register: its control socket, and power. */
+interface Target {
+  socket: string;
+  /** Power on (with a cut armed, for the simulated power); resolves when it answers or has died. */
+  powerOn(plan: PowerPlan): Promise<{ ready: boolean; readyMs: number; recoveryMs: number }>;
+  /** Cut the power now; resolves when it is off. */
+  cut(): Promise<void>;
+  /** Resolves when the register has died by itself (a cut armed inside). */
+  died(): Promise<void>;
+  /** A clean stop (SIGTERM), for the end. */
+  stop(): Promise<void>;
+  journalDir: string | null;
+}
+
+class Violations {
+  readonly list: string[] = [];
+  check(ok: unknown, what: string): void {
+    if (!ok && this.list.length < 100) this.list.push(what);
+  }
+}
+
+/** registerd over simulated power, as a child process. */
+class SimulatedTarget implements Target {
+  readonly socket: string;
+  readonly journalDir: string;
+  private proc: ChildProcess | null = null;
+  private exited: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly bin: string,
+    private readonly config: string,
+    stateDir: string,
+  ) {
+    this.socket = path.join(stateDir, 'control.sock');
+    this.journalDir = path.join(stateDir, 'journal');
+  }
+
+  powerOn(plan: PowerPlan) {
+    const started = performance.now();
+    const proc = spawn(process.execPath, [this.bin, '--config', this.config], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, SOAK_POWER_PLAN: JSON.stringify(plan) },
+    });
+    this.proc = proc;
+    this.exited = new Promise((r) => proc.once('exit', () => r()));
+    let log = '';
+    proc.stderr!.setEncoding('utf8');
+    return new Promise<{ ready: boolean; readyMs: number; recoveryMs: number }>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        proc.kill('SIGKILL');
+        reject(
+          new Error(`registerd not ready within ${SOAK_DEFAULTS.readyTimeoutMs} ms:\n${log.slice(-4000)}`),
+        );
+      }, SOAK_DEFAULTS.readyTimeoutMs);
+      proc.stderr!.on('data', (chunk: string) => {
+        log = (log + chunk).slice(-100_000);
+        if (!log.includes('"msg":"ready"')) return;
+        clearTimeout(timer);
+        const line = log.split('\n').find((l) => /"msg":"journal (recovered|created)"/.test(l));
+        resolve({
+          ready: true,
+          readyMs: Math.round(performance.now() - started),
+          recoveryMs: line ? Number((JSON.parse(line) as { ms?: number }).ms ?? 0) : 0,
+        });
+      });
+      proc.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        if (signal === 'SIGKILL') resolve({ ready: false, readyMs: 0, recoveryMs: 0 });
+        else reject(new Error(`registerd exited (${code ?? signal}) before ready:\n${log.slice(-4000)}`));
+      });
+    });
+  }
+
+  async cut(): Promise<void> {
+    this.proc?.kill('SIGKILL');
+    await this.exited;
+  }
+
+  died(): Promise<void> {
+    return this.exited;
+  }
+
+  async stop(): Promise<void> {
+    this.proc?.kill('SIGTERM');
+    await this.exited;
+  }
+}
+
+/** A real register whose power a command switches (docs/soak.md). */
+class PoweredTarget implements Target {
+  readonly journalDir = null;
+  private off = false;
+  private readonly run = promisify(execFile);
+
+  constructor(
+    readonly socket: string,
+    private readonly powerCmd: string,
+    private readonly offMs: number,
+  ) {}
+
+  private async power(state: 'on' | 'off'): Promise<void> {
+    await this.run('/bin/sh', ['-c', `${this.powerCmd} ${state}`], { timeout: 60_000 });
+  }
+
+  async powerOn() {
+    const started = performance.now();
+    if (this.off) await this.power('on');
+    this.off = false;
+    const deadline = started + SOAK_DEFAULTS.readyTimeoutMs * 10; // a whole boot
+    for (;;) {
+      const a = await callControl(this.socket, 'status', {}, 2000).catch(() => null);
+      if (a?.ok) return { ready: true, readyMs: Math.round(performance.now() - started), recoveryMs: 0 };
+      if (performance.now() > deadline) throw new Error('the register did not come back after power-on');
+      await new Promise((r) => setTimeout(r, 500)); // polling a booting machine: nothing to wait on
+    }
+  }
+
+  async cut(): Promise<void> {
+    await this.power('off');
+    this.off = true;
+    await new Promise((r) => setTimeout(r, this.offMs)); // capacitors drain; the card sees a real cut
+  }
+
+  died(): Promise<void> {
+    return new Promise(() => {}); // a real register does not cut its own power
+  }
+
+  async stop(): Promise<void> {}
+}
+
+class Load {
+  readonly acked: AckedSale[] = [];
+  /** When a card payment is sent: the cut that aims at card authorisation listens here. */
+  onCardSent: (() => void) | null = null;
+
+  constructor(
+    private readonly target: Target,
+    private readonly rng: Rng,
+    private readonly violations: Violations,
+  ) {}
+
+  private async call(method: string, params: unknown = {}): Promise<Record<string, unknown>> {
+    const a = await callControl(this.target.socket, method, params, SOAK_DEFAULTS.callTimeoutMs);
+    if (!a.ok)
+      throw Object.assign(new Error(`${method}: ${a.error.code} ${a.error.message}`), { code: a.error.code });
+    return a.result as Record<string, unknown>;
+  }
+
+  /** After power-on: what was acknowledged is there, unchanged; nothing is left half done. */
+  async checkRecovered(cycle: number): Promise<void> {
+    const s = await this.call('status');
+    const last = this.acked.at(-1);
+    this.violations.check(s.pendingCard === null, `cycle ${cycle}: a card payment still open after recovery`);
+    if (last)
+      this.violations.check(
+        (s.receiptNo as number) >= last.receiptNo,
+        `cycle ${cycle}: receipt series went back from ${last.receiptNo} to ${String(s.receiptNo)}`,
+      );
+    const recent = this.acked.filter((a) => a.cycle >= cycle - 1);
+    const older = this.acked.filter((a) => a.cycle < cycle - 1);
+    const sample = [...recent];
+    for (let i = 0; i < SOAK_DEFAULTS.sampleOlder && older.length; i++) sample.push(this.rng.pick(older));
+    for (const want of sample) {
+      const got = await this.call('receipt.get', { receiptNo: want.receiptNo }).catch((err: Error) => err);
+      if (got instanceof Error) {
+        if ((got as { code?: string }).code === 'CONTROL_UNAVAILABLE') throw got; // the power went
+        this.violations.check(
+          false,
+          `cycle ${cycle}: acknowledged receipt ${want.receiptNo} lost: ${got.message}`,
+        );
+        continue;
+      }
+      const r = got.receipt as { saleId?: string; seq: number; chain: string };
+      this.violations.check(
+        r.saleId === want.saleId && r.seq === want.seq && r.chain === want.chain,
+        `cycle ${cycle}: receipt ${want.receiptNo} changed (${JSON.stringify([r.saleId, r.seq, r.chain])})`,
+      );
+    }
+  }
+
+  /** Rings up work until the power goes (a call fails) or the budget is spent. */
+  async run(cycle: number, maxOps: number, catalog: string[]): Promise<void> {
+    try {
+      for (let ops = 0; ops < maxOps; ops++) await this.step(cycle, catalog);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      // A refusal is a bug in the load or the register; a dead socket is the cut.
+      if (code !== 'CONTROL_UNAVAILABLE')
+        this.violations.check(false, `cycle ${cycle}: ${(err as Error).message}`);
+    }
+  }
+
+  private async step(cycle: number, catalog: string[]): Promise<void> {
+    const s = await this.call('status');
+    if (!s.session) await this.call('cashier.login', CASHIER);
+    if (!s.shift) await this.call('shift.open', { floatCounts: { '1000': 5, '200': 10 } });
+    if (s.sale) return this.tender(cycle, this.rng.chance(0.5) ? 'card' : 'cash');
+    const roll = this.rng.int(1, 100);
+    if (roll <= 8) {
+      await this.call('cash.payout', {
+        amountMinor: this.rng.int(100, 900),
+        reason: 'soak',
+        approval: MANAGER,
+      });
+      return;
+    }
+    if (roll <= 12 && s.shift) {
+      const expected = (s.shift as { expectedCashMinor: number }).expectedCashMinor;
+      await this.call('shift.close', { counts: countsFor(expected), approval: MANAGER });
+      return;
+    }
+    for (let i = this.rng.int(1, 3); i > 0; i--)
+      await this.call('sale.scan', { code: this.rng.pick(catalog) });
+    await this.tender(cycle, roll <= 55 ? 'cash' : 'card');
+  }
+
+  private async tender(cycle: number, kind: 'cash' | 'card'): Promise<void> {
+    if (kind === 'card') this.onCardSent?.();
+    let answer: Record<string, unknown>;
+    try {
+      answer = await this.call('sale.tender', { kind });
+    } catch (err) {
+      // Refused by the terminal's rules, or a payment the register must ask about: take cash instead.
+      if (
+        kind === 'card' &&
+        ['CARD_DECLINED', 'CARD_OFFLINE_LIMIT'].includes((err as { code?: string }).code ?? '')
+      )
+        return this.tender(cycle, 'cash');
+      throw err;
+    }
+    if (answer.completed !== true) return;
+    const r = answer.receipt as { saleId: string; seq: number; chain: string };
+    this.acked.push({
+      saleId: r.saleId,
+      receiptNo: answer.receiptNo as number,
+      seq: r.seq,
+      chain: r.chain,
+      totalMinor: answer.totalMinor as number,
+      tender: kind,
+      cycle,
+    });
+  }
+}
+
+/** A drawer count that matches the expected cash: 10.00 notes and the rest in cents. */
+function countsFor(expectedMinor: number): Record<string, number> {
+  const cash = Math.max(0, expectedMinor);
+  return { '1000': Math.floor(cash / 1000), '1': cash % 1000 };
+}
+
+/** One barcode of each product that scans at a fixed price. */
+function barcodes(): string[] {
+  const catalog = JSON.parse(readFileSync(path.join(DEMO, 'catalog.json'), 'utf8')) as {
+    products: { barcodes?: string[]; openPrice?: boolean }[];
+  };
+  return catalog.products.filter((p) => !p.openPrice).flatMap((p) => p.barcodes?.slice(0, 1) ?? []);
+}
+
+export interface SoakOptions {
+  cycles: number;
+  seed: number;
+  /** Working directory; a temporary one (removed at the end) by default. */
+  dir?: string;
+  keep?: boolean;
+  /** A line of progress now and then (stderr by default). */
+  progress?: (line: string) => void;
+  /** A real register: power command, its control socket, its ledger's database URL. */
+  powered?: { powerCmd: string; socket: string; ledgerDb: string; deviceId: string; offMs: number };
+  /** Run the register on a disk whose fdatasync writes nothing: the soak must report losses (its self-test). */
+  lyingDisk?: boolean;
+}
+
+interface World {
+  target: Target;
+  books: LedgerDb;
+  deviceId: string;
+  /** What the terminal charged; null for a real terminal (compare with its own report). */
+  charges: (() => { txn: string; kind: string }[]) | null;
+  close(): Promise<void>;
+}
+
+async function simulatedWorld(dir: string): Promise<World> {
+  const closers: (() => Promise<void>)[] = [];
+  const close = async () => {
+    for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
+  };
+  try {
+    const bin = await bundle(path.join(root, 'scripts/soak/registerd-powersim.ts'), dir);
+    const ledger: RunningLedger = await startLedger(
+      { db: `sqlite:${path.join(dir, 'ledger.db')}`, mqtt: 'embedded:0', http: 0 },
+      { log: silentLogger },
+    );
+    closers.push(() => ledger.stop());
+    const pty: PtyPair = await ptyPair(dir, 'terminal');
+    closers.push(() => pty.close());
+    // The terminal takes a little while to authorise, so that cuts can land during it.
+    const sim = new TerminalSimulator({
+      path: pty.peer,
+      online: true,
+      log: silentLogger,
+      delays: { statusMs: 5, resultMs: 30 },
+    });
+    await sim.start();
+    closers.push(() => sim.stop());
+    const stateDir = path.join(dir, 'state');
+    mkdirSync(stateDir, { recursive: true });
+    const config = path.join(dir, 'registerd.json');
+    writeFileSync(
+      config,
+      JSON.stringify({
+        deviceId: DEVICE_ID,
+        storeId: 'demo-store',
+        stateDir,
+        clock: { assumeTrusted: true },
+        seed: {
+          catalogFile: path.join(DEMO, 'catalog.json'),
+          cashiersFile: path.join(DEMO, 'cashiers.json'),
+        },
+        cloud: { brokerUrl: ledger.mqttUrl, reconnectMaxMs: 1000 },
+        devices: { terminal: { kind: 'ecr', path: pty.device }, printer: { kind: 'none' } },
+      }),
+    );
+    return {
+      target: new SimulatedTarget(bin, config, stateDir),
+      books: ledger.ldb,
+      deviceId: DEVICE_ID,
+      charges: () => sim.charges,
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+async function poweredWorld(p: NonNullable<SoakOptions['powered']>): Promise<World> {
+  const books = await openLedgerDb(p.ledgerDb);
+  return {
+    target: new PoweredTarget(p.socket, p.powerCmd, p.offMs),
+    books,
+    deviceId: p.deviceId,
+    charges: null,
+    close: () => books.close(),
+  };
+}
+
+function pickCut(rng: Rng): CutKind {
+  const roll = rng.int(1, 100);
+  return roll <= 15 ? 'recovery' : roll <= 50 ? 'inside' : roll <= 85 ? 'outside' : 'card';
+}
+
+export async function runSoak(o: SoakOptions): Promise<SoakResult> {
+  const rng = new Rng(o.seed);
+  const progress = o.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const dir = o.dir ?? mkdtempSync(path.join(tmpdir(), 'soak-'));
+  const world = o.powered ? await poweredWorld(o.powered) : await simulatedWorld(dir);
+  const { target } = world;
+  const violations = new Violations();
+  const load = new Load(target, rng, violations);
+  const catalog = barcodes();
+  const cuts: Record<CutKind, number> = { recovery: 0, inside: 0, outside: 0, card: 0 };
+  let diedBeforeReady = 0;
+  let maxRecoveryMs = 0;
+  let maxReadyMs = 0;
+  const started = performance.now();
+  let cameBack = true;
+  /** Power on; a register that does not come back is the worst broken invariant, and ends the soak. */
+  const powerOn = async (plan: PowerPlan, cycle: number) => {
+    try {
+      return await target.powerOn(plan);
+    } catch (err) {
+      cameBack = false;
+      const first = (err as Error).message.split('\n').slice(0, 3).join(' ');
+      violations.check(false, `cycle ${cycle}: the register did not come back: ${first.slice(0, 500)}`);
+      return null;
+    }
+  };
+  try {
+    for (let cycle = 1; cycle <= o.cycles; cycle++) {
+      const kind = o.powered ? (rng.chance(0.2) ? 'card' : 'outside') : pickCut(rng);
+      cuts[kind]++;
+      const plan: PowerPlan =
+        kind === 'inside'
+          ? { afterSteps: rng.int(5, 400), junk: rng.chance(0.5) }
+          : kind === 'recovery' && rng.chance(0.5)
+            ? { afterSteps: rng.int(1, 12), junk: rng.chance(0.5) }
+            : {};
+      // A kill before the register is ready: after a random part of its start.
+      const early = kind === 'recovery' && plan.afterSteps === undefined ? rng.int(0, 400) : null;
+      const earlyKill = early === null ? null : setTimeout(() => void target.cut(), early);
+      const on = await powerOn(o.lyingDisk ? { ...plan, lie: true } : plan, cycle);
+      if (earlyKill) clearTimeout(earlyKill);
+      if (!on) break;
+      if (!on.ready) {
+        diedBeforeReady++;
+        continue;
+      }
+      maxRecoveryMs = Math.max(maxRecoveryMs, on.recoveryMs);
+      maxReadyMs = Math.max(maxReadyMs, on.readyMs);
+      try {
+        await load.checkRecovered(cycle);
+      } catch (err) {
+        // The power went during the checks (a cut armed at an early step): checked next time.
+        if ((err as { code?: string }).code !== 'CONTROL_UNAVAILABLE') throw err;
+      }
+      let timer: NodeJS.Timeout | null = null;
+      if (kind === 'outside') timer = setTimeout(() => void target.cut(), rng.int(20, 1500));
+      if (kind === 'card') {
+        const delay = rng.int(0, 60);
+        load.onCardSent = () => {
+          load.onCardSent = null;
+          timer = setTimeout(() => void target.cut(), delay);
+        };
+      }
+      await load.run(cycle, SOAK_DEFAULTS.maxOpsPerCycle, catalog);
+      load.onCardSent = null;
+      if (timer) clearTimeout(timer);
+      await target.cut(); // no-op when it is already off
+      if (cycle % 25 === 0)
+        progress(
+          `soak: cycle ${cycle}/${o.cycles}, ${load.acked.length} sales acknowledged, ` +
+            `${violations.list.length} violations, ${Math.round((performance.now() - started) / 1000)} s`,
+        );
+    }
+
+    // The end: power stays on until the ledger has everything.
+    let pendingAtEnd = -1;
+    const on = violations.list.length && !cameBack ? null : await powerOn({}, o.cycles + 1);
+    if (on?.ready) {
+      maxRecoveryMs = Math.max(maxRecoveryMs, on.recoveryMs);
+      await load.checkRecovered(o.cycles + 1);
+      pendingAtEnd = await drain(target.socket);
+      violations.check(pendingAtEnd === 0, `${pendingAtEnd} records still pending after the final drain`);
+      await target.stop();
+    }
+    return await reconcile(world, load.acked, violations, {
+      cycles: o.cycles,
+      seed: o.seed,
+      cuts,
+      died_before_ready: diedBeforeReady,
+      max_recovery_ms: maxRecoveryMs,
+      max_ready_ms: maxReadyMs,
+      pending_at_end: pendingAtEnd,
+    });
+  } finally {
+    await target.cut().catch(() => undefined);
+    await world.close();
+    if (!o.dir && !o.keep) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Waits until the ledger has acknowledged the whole journal; returns what is still pending. */
+async function drain(socket: string): Promise<number> {
+  const deadline = performance.now() + SOAK_DEFAULTS.drainTimeoutMs;
+  let pending = -1;
+  for (;;) {
+    const a = await callControl(socket, 'status', {}, SOAK_DEFAULTS.callTimeoutMs);
+    if (a.ok) {
+      const s = a.result as { lastSeq: number; sync: { pending: number; ackedThrough: number } | null };
+      pending = s.sync ? s.sync.pending : -1;
+      if (s.sync && s.sync.pending === 0 && s.sync.ackedThrough === s.lastSeq) return 0;
+    }
+    if (performance.now() > deadline) return pending;
+    await new Promise((r) => setTimeout(r, 200)); // the bridge's acks arrive on their own time
+  }
+}
+
+async function reconcile(
+  world: World,
+  acked: AckedSale[],
+  violations: Violations,
+  partial: Omit<
+    SoakResult,
+    | 'sales_acked'
+    | 'sales_in_ledger'
+    | 'lost'
+    | 'duplicates'
+    | 'double_charges'
+    | 'chain_ok'
+    | 'violations'
+    | 'card_charges'
+  >,
+): Promise<SoakResult> {
+  const db = world.books.db;
+  const sales = await db
+    .selectFrom('sales')
+    .select(['sale_id', 'receipt_no'])
+    .where('device_id', '=', world.deviceId)
+    .execute();
+  const inLedger = new Map<string, number>();
+  for (const s of sales) inLedger.set(s.sale_id, (inLedger.get(s.sale_id) ?? 0) + 1);
+  const receiptNos = new Set(sales.map((s) => s.receipt_no));
+  const duplicates = sales.length - inLedger.size + (sales.length - receiptNos.size);
+  const lost = acked.filter((a) => !inLedger.has(a.saleId)).length;
+  for (const a of acked.filter((x) => !inLedger.has(x.saleId)).slice(0, 5))
+    violations.check(false, `acknowledged sale ${a.saleId} (receipt ${a.receiptNo}) is not in the ledger`);
+
+  // Every charge the terminal made is a card tender in the books, once.
+  let doubleCharges = 0;
+  let cardCharges = 0;
+  const charges = world.charges?.();
+  if (charges) {
+    const tenders = await db
+      .selectFrom('tenders')
+      .innerJoin('sales', 'sales.sale_id', 'tenders.sale_id')
+      .select(['tenders.txn'])
+      .where('sales.device_id', '=', world.deviceId)
+      .where('tenders.kind', '=', 'card')
+      .execute();
+    const booked = new Set(tenders.map((t) => t.txn));
+    const seen = new Set<string>();
+    for (const c of charges.filter((x) => x.kind === 'sale')) {
+      cardCharges++;
+      if (seen.has(c.txn) || !booked.has(c.txn)) doubleCharges++;
+      seen.add(c.txn);
+    }
+    violations.check(doubleCharges === 0, `${doubleCharges} card charges not booked exactly once`);
+  }
+
+  const alarms = await db
+    .selectFrom('exceptions')
+    .select(['kind'])
+    .where('device_id', '=', world.deviceId)
+    .where('kind', 'in', ['chain_break', 'gap', 'quarantine'])
+    .execute();
+  const journalOk = world.target.journalDir ? verifyJournal(new PowerFs(), world.target.journalDir).ok : true;
+  const chainOk = alarms.length === 0 && journalOk;
+  violations.check(journalOk, 'the journal does not verify');
+  violations.check(alarms.length === 0, `the ledger raised ${alarms.length} chain, gap or quarantine alarms`);
+  return {
+    cycles: partial.cycles,
+    sales_acked: acked.length,
+    sales_in_ledger: sales.length,
+    lost,
+    duplicates,
+    double_charges: doubleCharges,
+    chain_ok: chainOk,
+    max_recovery_ms: partial.max_recovery_ms,
+    seed: partial.seed,
+    cuts: partial.cuts,
+    died_before_ready: partial.died_before_ready,
+    max_ready_ms: partial.max_ready_ms,
+    card_charges: cardCharges,
+    pending_at_end: partial.pending_at_end,
+    violations: violations.list,
+  };
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      cycles: { type: 'string' },
+      seed: { type: 'string' },
+      dir: { type: 'string' },
+      keep: { type: 'boolean' },
+      'power-cmd': { type: 'string' },
+      socket: { type: 'string' },
+      'ledger-db': { type: 'string' },
+      'device-id': { type: 'string' },
+      'off-ms': { type: 'string' },
+    },
+    strict: true,
+  });
+  const int = (name: string, v: string | undefined, dflt: number, max: number) => {
+    if (v === undefined) return dflt;
+    if (!/^\d+$/.test(v) || Number(v) > max)
+      throw new Error(`--${name} takes a whole number up to ${max}, not ${v}`);
+    return Number(v);
+  };
+  const cycles = int('cycles', values.cycles, SOAK_DEFAULTS.cycles, 10_000_000);
+  const seed = int('seed', values.seed, Math.floor(Math.random() * 2 ** 32), 2 ** 32 - 1);
+  let powered: SoakOptions['powered'];
+  if (values['power-cmd']) {
+    if (!values.socket || !values['ledger-db'] || !values['device-id'])
+      throw new Error('--power-cmd needs --socket, --ledger-db and --device-id too (docs/soak.md)');
+    powered = {
+      powerCmd: values['power-cmd'],
+      socket: values.socket,
+      ledgerDb: values['ledger-db'],
+      deviceId: values['device-id'],
+      offMs: int('off-ms', values['off-ms'], 3000, 600_000),
+    };
+  }
+  process.stderr.write(`soak: ${cycles} cycles, seed ${seed} (replay with --seed ${seed})\n`);
+  const result = await runSoak({
+    cycles,
+    seed,
+    ...(values.dir ? { dir: values.dir } : {}),
+    ...(values.keep ? { keep: true } : {}),
+    ...(powered ? { powered } : {}),
+  });
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  const broken =
+    result.lost || result.duplicates || result.double_charges || !result.chain_ok || result.violations.length;
+  process.exit(broken ? 1 : 0);
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).catch((err: unknown) => {
+    process.stderr.write(`soak: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(2);
+  });
+}
