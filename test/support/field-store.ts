@@ -3,15 +3,28 @@
 // simulator on a socat pty following the store's net file, the printer simulator on TCP writing its
 // receipts to a file, and the connection switch (scripts/demo/switch.ts) in the test process, which the
 // test flips as the operator does (`npm run net -- down|up`).
+//
+// The same store runs on two backends (`startFieldBackend`): the single-machine default above, or the
+// scale path, the ledger on the machine's shared Mosquitto (two consumers on a shared subscription of
+// this run's own group) and PostgreSQL (a fresh schema). On the shared broker every name is this run's
+// own (device, store and client ids), the ledger reaches the broker through a proxy that hands it only
+// this run's registers' messages, and at the end the retained messages and persistent sessions the run
+// made are removed, as the sync suite does (test/support/sync-fixtures.ts).
+// `privateMosquitto` is a broker of the test's own, on a port it chose, to stop and start at will.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { userInfo } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { silentLogger } from '../../appliance/log.js';
+import { parseDeviceTopic, topics } from '../../cloud-bridge/protocol/wire.js';
+import { freshPgSchema } from '../../scripts/bench/sync-ledger.js';
 import { bundle } from '../../scripts/lib/bundle.js';
 import { ConnectionSwitch } from '../../scripts/demo/switch.js';
 import { ptyPair, type PtyPair } from '../../scripts/sim/pty.js';
 import { controlCaller, kill9, startDaemon, type DaemonProcess } from './registerd-process.js';
+import { MOSQUITTO_URL, MqttProxy, PG_URL, RUN, clearRetained, dropSessions } from './sync-fixtures.js';
 import { DEMO_CASHIERS_FILE, DEMO_CATALOG_FILE } from './till-fixtures.js';
 import { waitFor } from './wait.js';
 
@@ -126,18 +139,32 @@ export interface LedgerProcess {
   ): Promise<{ status: number; body: T }>;
 }
 
-export async function startLedgerProcess(bins: Bins, dir: string): Promise<LedgerProcess> {
+export interface LedgerProcessOptions {
+  /** `--db`: default a SQLite file `ledger.db` in the directory. */
+  db?: string;
+  /** `--mqtt`: default `embedded:0` (the embedded aedes on a free port). */
+  mqtt?: string;
+  /** More flags (`--shared`, `--share-group`, `--client-id` …). */
+  args?: string[];
+}
+
+export async function startLedgerProcess(
+  bins: Bins,
+  dir: string,
+  opts: LedgerProcessOptions = {},
+): Promise<LedgerProcess> {
   const { child, line } = await spawnUntil(
     bins.ledger,
     [
       '--db',
-      `sqlite:${path.join(dir, 'ledger.db')}`,
+      opts.db ?? `sqlite:${path.join(dir, 'ledger.db')}`,
       '--mqtt',
-      'embedded:0',
+      opts.mqtt ?? 'embedded:0',
       '--http',
       '0',
       '--host',
       '127.0.0.1',
+      ...(opts.args ?? []),
     ],
     (l) => l.event === 'ready',
   );
@@ -176,8 +203,18 @@ export interface RegisterStatus {
   devices: Record<string, { state: string }>;
 }
 
+export interface StoreOptions {
+  /** The register's store id (default `demo-store`): one of the run's own on a shared broker. */
+  storeId?: string;
+  /** The broker the switch leads to; default the ledger's (its embedded broker). */
+  brokerUrl?: string;
+  /** More of the register's `cloud` settings (batch sizes, ack timeout …). */
+  cloud?: Record<string, unknown>;
+}
+
 export interface Store {
   deviceId: string;
+  storeId: string;
   dir: string;
   receiptsFile: string;
   call: ReturnType<typeof controlCaller>;
@@ -185,6 +222,8 @@ export interface Store {
   /** The operator's switch: writes the net file and waits for the switch and the terminal to follow. */
   net(to: 'up' | 'down'): Promise<void>;
   daemon(): DaemonProcess;
+  /** The connection switch between the register and the broker (for `slow()`). */
+  link: ConnectionSwitch;
   /** kill -9 the register (a power cut). */
   kill9(): Promise<void>;
   /** Starts the register again on the same config and state. */
@@ -199,7 +238,9 @@ export async function startStore(
   dir: string,
   deviceId: string,
   waitMs: number,
+  opts: StoreOptions = {},
 ): Promise<Store> {
+  const storeId = opts.storeId ?? 'demo-store';
   const netFile = path.join(dir, 'net');
   const receiptsFile = path.join(dir, 'receipts.txt');
   writeFileSync(netFile, 'up\n');
@@ -210,7 +251,7 @@ export async function startStore(
     for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
   };
   try {
-    const broker = new URL(ledger.mqtt);
+    const broker = new URL(opts.brokerUrl ?? ledger.mqtt);
     const link = new ConnectionSwitch({
       upstream: { host: broker.hostname, port: Number(broker.port) },
       netFile,
@@ -252,11 +293,11 @@ export async function startStore(
       config,
       JSON.stringify({
         deviceId,
-        storeId: 'demo-store',
+        storeId,
         stateDir,
         clock: { assumeTrusted: true },
         seed: { catalogFile: DEMO_CATALOG_FILE, cashiersFile: DEMO_CASHIERS_FILE },
-        cloud: { brokerUrl: `mqtt://127.0.0.1:${proxyPort}`, reconnectMaxMs: 1000 },
+        cloud: { brokerUrl: `mqtt://127.0.0.1:${proxyPort}`, reconnectMaxMs: 1000, ...opts.cloud },
         devices: {
           terminal: { kind: 'ecr', path: term.device },
           printer: { kind: 'tcp', host: '127.0.0.1', port: printerPort },
@@ -279,6 +320,7 @@ export async function startStore(
     await ready();
     return {
       deviceId,
+      storeId,
       dir,
       receiptsFile,
       call,
@@ -300,6 +342,7 @@ export async function startStore(
           );
       },
       daemon: () => daemon!,
+      link,
       async kill9() {
         await kill9(daemon!);
       },
@@ -310,4 +353,194 @@ export async function startStore(
     await stop();
     throw err;
   }
+}
+
+// ---- backends ----
+
+export type FieldBackendKind = 'aedes-sqlite' | 'mosquitto-postgres';
+
+export interface FieldBackend {
+  kind: FieldBackendKind;
+  ledger: LedgerProcess;
+  /** The registers' store (and the online orders'). */
+  storeId: string;
+  /** What `startStore` needs besides the ledger. */
+  storeOptions: StoreOptions;
+  /** The n-th device id of this run (remembered, to clear its traces on the shared broker). */
+  deviceId(n: number): string;
+  /** Stops the ledger; on the shared services also removes what this run left there. Call once the stores have stopped. */
+  dispose(): Promise<void>;
+}
+
+/** The ledger as a child process on one backend; see the header for what the shared one takes care of. */
+export async function startFieldBackend(
+  kind: FieldBackendKind,
+  bins: Bins,
+  dir: string,
+): Promise<FieldBackend> {
+  if (kind === 'aedes-sqlite') {
+    const ledger = await startLedgerProcess(bins, dir);
+    return {
+      kind,
+      ledger,
+      storeId: 'demo-store',
+      storeOptions: {},
+      deviceId: (n) => `field-till-${n}`,
+      dispose: () => ledger.child.stop(),
+    };
+  }
+  // Ids of this run only: `field-<run>-<n>` devices, `field-<run>` consumers and share group.
+  const prefix = `field-${RUN}`;
+  const devices = new Set<string>();
+  const broker = new URL(MOSQUITTO_URL);
+  const target = { host: broker.hostname, port: Number(broker.port || 1883) };
+  const schema = await freshPgSchema(PG_URL, `field_${RUN}`);
+  const steps: { what: string; run: () => Promise<unknown> }[] = [
+    { what: 'drop the schema', run: () => schema.drop() },
+  ];
+  const dispose = async () => {
+    for (const { what, run } of steps.splice(0).reverse()) {
+      try {
+        await run();
+      } catch (err) {
+        process.stderr.write(`field backend cleanup (${what}): ${String((err as Error)?.message ?? err)}\n`);
+      }
+    }
+  };
+  try {
+    const link = await new MqttProxy(() => target, {
+      deliverOnly: (topic) => devices.has(parseDeviceTopic(topic)?.deviceId ?? ''),
+    }).start();
+    steps.push({ what: 'stop the ledger link', run: () => link.stop() });
+    const consumers = 2;
+    steps.push({
+      what: 'drop the sessions',
+      run: () =>
+        dropSessions(MOSQUITTO_URL, [
+          ...Array.from({ length: consumers }, (_, i) => `${prefix}-${i}`),
+          ...[...devices].map((d) => `register-${d}`),
+        ]),
+    });
+    steps.push({
+      what: 'clear the retained messages',
+      run: () =>
+        clearRetained(MOSQUITTO_URL, [
+          ...[...devices].flatMap((d) => [topics.ack(d), topics.status(d)]),
+          topics.catalog(`${prefix}-store`),
+          topics.cashiers(`${prefix}-store`),
+        ]),
+    });
+    const ledger = await startLedgerProcess(bins, dir, {
+      db: schema.url,
+      mqtt: link.url,
+      args: ['--shared', '--share-group', prefix, '--consumers', String(consumers), '--client-id', prefix],
+    });
+    steps.push({ what: 'stop the ledger', run: () => ledger.child.stop() });
+    return {
+      kind,
+      ledger,
+      storeId: `${prefix}-store`,
+      storeOptions: { storeId: `${prefix}-store`, brokerUrl: MOSQUITTO_URL },
+      deviceId: (n) => {
+        const id = `${prefix}-${n}`;
+        devices.add(id);
+        return id;
+      },
+      dispose,
+    };
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+}
+
+// ---- a broker of the test's own ----
+
+export interface PrivateBroker {
+  /** The port it was given once and listens on at every start. */
+  port: number;
+  url: string;
+  running(): boolean;
+  start(): Promise<void>;
+  /** SIGTERM (a clean stop) or SIGKILL (a crash); resolves once it has exited. */
+  stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+  /** What it logged (the last 1 MB). */
+  log(): string;
+}
+
+/** A port nobody listens on now: the kernel's pick for port 0, released for the broker to take. */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as AddressInfo;
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+const MOSQUITTO_BIN = existsSync('/usr/sbin/mosquitto') ? '/usr/sbin/mosquitto' : 'mosquitto';
+
+/**
+ * A mosquitto of our own on 127.0.0.1, in memory (no persistence: a restart loses every session and
+ * retained message, the harder case for the registers and the ledger), on one port across restarts.
+ */
+export async function privateMosquitto(dir: string): Promise<PrivateBroker> {
+  const port = await freePort();
+  const conf = path.join(dir, 'mosquitto.conf');
+  writeFileSync(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      'allow_anonymous true',
+      'persistence false',
+      'log_dest stderr',
+      // As root it would switch to the mosquitto user; stay who we are.
+      `user ${userInfo().username}`,
+    ].join('\n') + '\n',
+  );
+  let proc: ChildProcess | null = null;
+  let exited: Promise<void> = Promise.resolve();
+  let log = '';
+  const alive = () => proc !== null && !gone(proc);
+  const broker: PrivateBroker = {
+    port,
+    url: `mqtt://127.0.0.1:${port}`,
+    running: alive,
+    log: () => log,
+    async start() {
+      if (alive()) return;
+      const p = spawn(MOSQUITTO_BIN, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+      proc = p;
+      exited = new Promise<void>((r) => p.once('exit', () => r()));
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          p.kill('SIGKILL');
+          reject(new Error(`mosquitto not running within ${START_TIMEOUT_MS} ms:\n${log}`));
+        }, START_TIMEOUT_MS);
+        let mine = '';
+        const onData = (d: Buffer) => {
+          log = (log + d.toString()).slice(-1_000_000);
+          mine = (mine + d.toString()).slice(-4096);
+          if (/ running\s*$/m.test(mine)) {
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+        p.stdout!.on('data', onData);
+        p.stderr!.on('data', onData);
+        p.once('exit', (code, signal) => {
+          clearTimeout(timer);
+          reject(new Error(`mosquitto exited (${code ?? signal}) before running:\n${log}`));
+        });
+      });
+    },
+    async stop(signal = 'SIGTERM') {
+      if (!alive()) return;
+      proc!.kill(signal);
+      const hard = setTimeout(() => proc?.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(hard);
+    },
+  };
+  await broker.start();
+  return broker;
 }
