@@ -306,6 +306,9 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
     const file = path.join(dir, seg.name);
     const buf = reader.read(file);
     let offset = seg.index === startAt.segment ? startAt.offset : FIRST_FRAME_OFFSET;
+    // The header's sector beyond the header is zeros as written (segments are synced before use).
+    if (endOfData(buf.subarray(0, Math.min(FIRST_FRAME_OFFSET, buf.length)), HEADER_BYTES) > HEADER_BYTES)
+      stop('bad-header', `${seg.name} has damaged bytes after its header`, seg.name, HEADER_BYTES);
     if (seg.index !== startAt.segment && seg.header.firstSeq !== expectSeq) {
       stop('seq-gap', `${seg.name} starts at seq ${seg.header.firstSeq}, expected ${expectSeq}`, seg.name);
     }
@@ -374,6 +377,22 @@ function scanInto(io: JournalFs, dir: string, opts: ScanOptions, result: ScanRes
       result.lastRecordAt = { segment: seg.index, offset };
       expectSeq = record.seq + 1;
       offset = alignUp(frame.end);
+      // The padding up to the next sector is zeros as written, and no CRC covers it: a byte there that
+      // is not zero is damage (a bad sector, a worn card), or the tail of the last write torn.
+      const padEnd = Math.min(offset, buf.length);
+      if (padEnd > frame.end && endOfData(buf.subarray(0, padEnd), frame.end) > frame.end) {
+        const used = endOfData(buf, frame.end);
+        if (seg !== last || findFrameAfter(buf.subarray(0, used), frame.end + 1) !== undefined) {
+          stop(
+            'bad-frame',
+            `${seg.name} has damaged bytes in the padding after the record at byte ${result.lastRecordAt.offset}`,
+            seg.name,
+            frame.end,
+          );
+        }
+        result.tornTail = { segment: seg.index, offset: frame.end, bytes: used - frame.end };
+        break;
+      }
     }
     if (skipFirst)
       stop('checkpoint-mismatch', `the checkpoint's record is not at ${seg.name} byte ${offset}`);
