@@ -17,6 +17,14 @@ export const LedgerErrorCodes = {
   BAD_STATUS: 'the device status payload is not valid',
   BAD_DOCUMENT: 'the store document is not valid',
   VERSION_NOT_NEWER: 'a document of this version or a newer one is stored already',
+  // operators and their sessions (ledger/auth/)
+  UNAUTHENTICATED: 'log in first: this needs an operator session or an API token',
+  FORBIDDEN: "the operator's role does not allow this",
+  CSRF: 'a change needs the X-CSRF-Token header of the session',
+  BAD_LOGIN: 'wrong operator name or password',
+  TOO_MANY_ATTEMPTS: 'too many failed logins for this name: wait and try again',
+  OPERATOR_EXISTS: 'an operator of this name exists already',
+  BUSY: 'the ledger is at its bound for this (live page clients, sessions): try again later',
 } as const;
 
 export type LedgerErrorCode = keyof typeof LedgerErrorCodes;

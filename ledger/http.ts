@@ -1,6 +1,7 @@
 // The ledger's HTTP API ◆ (docs/ledger-api.md): JSON over node:http, a table of routes, each request
-// through a middleware chain (where authentication goes in a later issue), bounded bodies, and errors as
-// `{error: {code, message, details?}}` with the ledger's stable codes.
+// through a middleware chain (authentication: ledger/auth/), bounded bodies, and errors as
+// `{error: {code, message, details?}}` with the ledger's stable codes. Routes say who may call them;
+// the fleet page adds its own routes (HTML, SVG, server-sent events) through the same table.
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
@@ -88,13 +89,31 @@ export const LEDGER_ERROR_STATUS: Record<LedgerErrorCode, number> = {
   BAD_STATUS: 422,
   BAD_DOCUMENT: 422,
   VERSION_NOT_NEWER: 409,
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  CSRF: 403,
+  BAD_LOGIN: 401,
+  TOO_MANY_ATTEMPTS: 429,
+  OPERATOR_EXISTS: 409,
+  BUSY: 503,
 };
 
 export interface ApiResponse {
   status: number;
   body: unknown;
-  headers?: Record<string, string>;
+  headers?: Record<string, string | string[]>;
+  /** A body that is not JSON (a page, a picture): sent as is, `body` ignored. */
+  raw?: { contentType: string; body: string | Buffer };
+  /**
+   * A response that stays open (server-sent events): called with the response after the head is
+   * written; the stream ends it. The API ends every open stream first when it stops.
+   */
+  stream?: (res: http.ServerResponse) => void;
 }
+
+/** Who may call a route: anyone, or a principal of one of these roles (ledger/auth/access.ts). */
+export type Role = 'admin' | 'viewer' | 'shop';
+export type Access = 'public' | readonly Role[];
 
 /** One request as routes and middleware see it. */
 export interface RequestContext {
@@ -106,6 +125,8 @@ export interface RequestContext {
   query: URLSearchParams;
   /** The route's name (e.g. `stock.get`), for middleware that decides per route. */
   route: string;
+  /** Who may call the route. */
+  access: Access;
   /** Reads the JSON body (once), within the route's size bound. */
   body(): Promise<unknown>;
   nowMs: number;
@@ -115,14 +136,20 @@ export interface RequestContext {
 
 export type Middleware = (ctx: RequestContext, next: () => Promise<ApiResponse>) => Promise<ApiResponse>;
 
-interface Route {
+export interface Route {
   method: 'GET' | 'PUT' | 'POST';
   /** Segments; `:name` binds a parameter. */
   path: string;
   name: string;
+  /** Default: viewers and admins may GET, only admins change anything. */
+  access?: Access;
   maxBodyBytes?: number;
   handle(ctx: RequestContext): Promise<ApiResponse>;
 }
+
+/** Reads are for every operator, changes for admins. */
+const READ: Access = ['viewer', 'admin'];
+const ADMIN: Access = ['admin'];
 
 export interface HttpApiOptions {
   ldb: LedgerDb;
@@ -132,6 +159,10 @@ export interface HttpApiOptions {
   mqttConnected?: () => boolean;
   /** Run in order before every route (authentication, rate limits). */
   middleware?: Middleware[];
+  /** More routes (the fleet page, login), matched after the API's own. */
+  routes?: Route[];
+  /** Called after a change went through (a non-GET answered 2xx): the live page is told. */
+  onChange?: (route: string) => void;
   clock?: { nowMs(): number };
   log?: Logger;
   maxBodyBytes?: number;
@@ -199,10 +230,12 @@ export class LedgerHttpApi {
   private readonly log: Logger;
   private boundPort = 0;
   private host = '127.0.0.1';
+  /** Responses left open (server-sent events), ended first on stop. */
+  private readonly streams = new Set<http.ServerResponse>();
 
   constructor(private readonly opts: HttpApiOptions) {
     this.log = opts.log ?? silentLogger;
-    this.routes = this.buildRoutes();
+    this.routes = [...this.buildRoutes(), ...(opts.routes ?? [])];
   }
 
   get port(): number {
@@ -240,6 +273,8 @@ export class LedgerHttpApi {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
+    for (const res of this.streams) res.end();
+    this.streams.clear();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
     let timer: NodeJS.Timeout | undefined;
@@ -276,6 +311,7 @@ export class LedgerHttpApi {
         params,
         query: url.searchParams,
         route: route.name,
+        access: route.access ?? (route.method === 'GET' ? READ : ADMIN),
         body: () => (bodyRead ??= readJsonBody(req, maxBodyBytes)),
         nowMs,
         locals: {},
@@ -287,14 +323,27 @@ export class LedgerHttpApi {
     } catch (err) {
       response = this.errorResponse(err, routeName);
     }
-    const payload = JSON.stringify(response.body);
-    res.writeHead(response.status, {
-      'content-type': 'application/json; charset=utf-8',
-      'content-length': Buffer.byteLength(payload),
+    if (req.method !== 'GET' && response.status < 300 && routeName !== '-') this.opts.onChange?.(routeName);
+    const common = {
       'cache-control': 'no-store',
-      ...response.headers,
-    });
-    res.end(payload);
+      'x-content-type-options': 'nosniff',
+      'referrer-policy': 'no-referrer',
+    };
+    if (response.stream && this.server) {
+      res.writeHead(response.status, { ...common, ...response.headers });
+      this.streams.add(res);
+      res.on('close', () => this.streams.delete(res));
+      response.stream(res);
+    } else {
+      const payload = response.raw?.body ?? JSON.stringify(response.body);
+      res.writeHead(response.status, {
+        'content-type': response.raw?.contentType ?? 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(payload),
+        ...common,
+        ...response.headers,
+      });
+      res.end(payload);
+    }
     this.log.info(
       {
         dir: 'in',
@@ -404,6 +453,7 @@ export class LedgerHttpApi {
         method: 'GET',
         path: '/healthz',
         name: 'health',
+        access: 'public',
         handle: async () => {
           const mqtt = this.opts.mqttConnected?.() ?? null;
           try {
@@ -459,6 +509,8 @@ export class LedgerHttpApi {
         method: 'POST',
         path: '/api/online-orders',
         name: 'orders.place',
+        // The web shop places orders with its own token, not an operator's session.
+        access: ['shop', 'admin'],
         handle: async (ctx) => {
           const body = objectBody(await ctx.body());
           const placed = await placeOnlineOrder(ldb, body as unknown as OnlineOrderRequest, ctx.nowMs);
@@ -469,6 +521,7 @@ export class LedgerHttpApi {
         method: 'GET',
         path: '/api/online-orders/:orderId',
         name: 'orders.get',
+        access: ['shop', 'viewer', 'admin'],
         handle: async (ctx) => {
           const order = await getOnlineOrder(ldb, ctx.params.orderId!);
           return order ? ok(order) : notFound(`no order ${ctx.params.orderId}`);

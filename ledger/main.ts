@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 // ledger: the cloud side in one process. The books in SQLite or PostgreSQL, MQTT consumers that apply
 // the registers' journals and ack them, the HTTP API, and, for the single-machine default, an embedded
-// aedes broker. Prints one JSON line when ready: {"event":"ready","mqtt":…,"http":…}.
+// aedes broker; and the fleet page for operators. Prints one JSON line when ready:
+// {"event":"ready","mqtt":…,"http":…}.
 //   ledger [--db sqlite:PATH|postgres://…] [--mqtt embedded[:PORT]|mqtt(s)://…] [--http PORT]
 //          [--host H] [--shared] [--share-group NAME] [--consumers N] [--client-id PREFIX]
-//          [--mqtt-ca FILE --mqtt-cert FILE --mqtt-key FILE]
+//          [--mqtt-ca FILE --mqtt-cert FILE --mqtt-key FILE] [--api-auth required|loopback]
+//          [--forward-deadline-hours H] [--secure-cookies]
+//   ledger operator add NAME --role admin|viewer [--replace] | list | remove NAME   [--db …]
 import { mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
@@ -15,6 +18,11 @@ import { jsonLogger, type Logger } from '../appliance/log.js';
 import { EmbeddedBroker } from './broker.js';
 import { LedgerConsumer } from './consumer.js';
 import { LedgerHttpApi, type Middleware } from './http.js';
+import { OperatorAuth, type ApiAuthMode, type ApiToken } from './auth/access.js';
+import { runOperatorCli } from './auth/operator-cli.js';
+import { FleetMonitor, FLEET_DEFAULTS } from './fleet/overview.js';
+import { LiveHub } from './fleet/live.js';
+import { fleetRoutes } from './fleet/routes.js';
 import { openLedgerDb, type LedgerDb } from './db/open.js';
 import { applyJournalMessage } from './apply.js';
 import { applyInSeqOrder } from './seq-order.js';
@@ -39,6 +47,14 @@ export const LEDGER_DEFAULTS = {
   consumers: 1,
   /** Consumers per process, at most: each holds a broker session and up to 16 applies in flight. */
   maxConsumers: 32,
+  /**
+   * `loopback`: programs on this machine keep using /api without logging in (the single-machine
+   * default, where the API was open to loopback before operators existed); browsers and other hosts
+   * need a session or token. `required` for a ledger others can reach.
+   */
+  apiAuth: 'loopback',
+  /** Hours an offline card approval may wait to be forwarded: FLEET_DEFAULTS.cardForwardDeadlineMs. */
+  forwardDeadlineHours: FLEET_DEFAULTS.cardForwardDeadlineMs / 3_600_000,
 } as const;
 
 const MqttTarget = z.union([
@@ -68,6 +84,15 @@ export const LedgerOptionsSchema = z
     mqttCa: z.string().optional(),
     mqttCert: z.string().optional(),
     mqttKey: z.string().optional(),
+    apiAuth: z.enum(['required', 'loopback']).default(LEDGER_DEFAULTS.apiAuth),
+    /** A week at most: no card scheme forwards later than that. */
+    forwardDeadlineHours: z.number().min(1).max(168).default(LEDGER_DEFAULTS.forwardDeadlineHours),
+    /** Mark the session cookie Secure: the page is served over TLS (a proxy in front terminates it). */
+    secureCookies: z.boolean().default(false),
+    /** Bearer token for programs with admin rights (LEDGER_API_TOKEN; never a flag, argv is public). */
+    apiToken: z.string().min(32).max(256).optional(),
+    /** Bearer token for the web shop: online orders only (LEDGER_SHOP_TOKEN). */
+    shopToken: z.string().min(32).max(256).optional(),
     /** Whether each port came from the defaults (then a busy one is replaced by a free one). */
     defaultPorts: z.object({ mqtt: z.boolean(), http: z.boolean() }).default({ mqtt: false, http: false }),
   })
@@ -98,7 +123,9 @@ export class LedgerUsageError extends Error {
 
 const USAGE =
   'usage: ledger [--db sqlite:PATH|postgres://…] [--mqtt embedded[:PORT]|mqtt(s)://…] [--http PORT] ' +
-  '[--host H] [--shared] [--share-group NAME] [--consumers N] [--client-id PREFIX] [--mqtt-ca FILE --mqtt-cert FILE --mqtt-key FILE]';
+  '[--host H] [--shared] [--share-group NAME] [--consumers N] [--client-id PREFIX] [--mqtt-ca FILE --mqtt-cert FILE --mqtt-key FILE] ' +
+  '[--api-auth required|loopback] [--forward-deadline-hours H] [--secure-cookies]\n' +
+  '       ledger operator add NAME --role admin|viewer [--replace] | list | remove NAME  [--db …]';
 
 /** Flags and LEDGER_* variables into checked options; a bad value fails here, with what is wrong. */
 export function parseLedgerArgs(
@@ -117,12 +144,14 @@ export function parseLedgerArgs(
     '--mqtt-ca',
     '--mqtt-cert',
     '--mqtt-key',
+    '--api-auth',
+    '--forward-deadline-hours',
   ];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.indexOf('=');
     const [name, inline] = eq > 0 ? [arg.slice(0, eq), arg.slice(eq + 1)] : [arg, undefined];
-    if (name === '--shared' && inline === undefined) flags.set(name, true);
+    if ((name === '--shared' || name === '--secure-cookies') && inline === undefined) flags.set(name, true);
     else if (name === '--help' || name === '-h') throw new LedgerUsageError(USAGE);
     else if (valued.includes(name)) {
       const value = inline ?? argv[++i];
@@ -154,6 +183,16 @@ export function parseLedgerArgs(
     mqttCa: pick('--mqtt-ca', 'LEDGER_MQTT_CA'),
     mqttCert: pick('--mqtt-cert', 'LEDGER_MQTT_CERT'),
     mqttKey: pick('--mqtt-key', 'LEDGER_MQTT_KEY'),
+    apiAuth: pick('--api-auth', 'LEDGER_API_AUTH') ?? LEDGER_DEFAULTS.apiAuth,
+    forwardDeadlineHours:
+      number(pick('--forward-deadline-hours', 'LEDGER_FORWARD_DEADLINE_HOURS'), '--forward-deadline-hours') ??
+      LEDGER_DEFAULTS.forwardDeadlineHours,
+    secureCookies:
+      flags.get('--secure-cookies') === true ||
+      env.LEDGER_SECURE_COOKIES === '1' ||
+      env.LEDGER_SECURE_COOKIES === 'true',
+    apiToken: env.LEDGER_API_TOKEN || undefined,
+    shopToken: env.LEDGER_SHOP_TOKEN || undefined,
     defaultPorts: { mqtt: mqtt === undefined, http: http === undefined },
   };
   const parsed = LedgerOptionsSchema.safeParse(raw);
@@ -180,6 +219,12 @@ export interface RunningLedger {
   consumers: LedgerConsumer[];
   broker: EmbeddedBroker | undefined;
   http: LedgerHttpApi;
+  /** The fleet page's computations, at the ledger's clock. */
+  fleet: FleetMonitor;
+  /** The fleet page's live feed. */
+  live: LiveHub;
+  /** Operator sessions and the access middleware. */
+  auth: OperatorAuth;
   /** Stops HTTP, lets the consumers finish what they hold, then the broker and the database. */
   stop(): Promise<void>;
 }
@@ -187,8 +232,12 @@ export interface RunningLedger {
 export interface StartLedgerExtras {
   log?: Logger;
   clock?: { nowMs(): number };
-  /** HTTP middleware (authentication, when it comes). */
+  /** HTTP middleware, run after the operator authentication. */
   middleware?: Middleware[];
+  /** Security time (sessions, login throttling); default real time, whatever `clock` is. */
+  authClock?: { nowMs(): number };
+  /** ms between the live feed's checks of the cards' colours (tests shorten it). */
+  liveTickMs?: number;
 }
 
 /** A URL fit for logs and the ready line: no password. */
@@ -256,6 +305,30 @@ export async function startLedger(
       ...(o.mqttCert ? { cert: readFileSync(o.mqttCert) } : {}),
       ...(o.mqttKey ? { key: readFileSync(o.mqttKey) } : {}),
     };
+    const fleet = new FleetMonitor({
+      ldb,
+      clock,
+      cardForwardDeadlineMs: Math.round(o.forwardDeadlineHours * 3_600_000),
+    });
+    // The lag chart starts from the queue depths the registers last reported.
+    for (const d of await fleet.devices()) fleet.recordLag(d.deviceId, d.storeId, d.pending, d.lastSeen);
+    const live = new LiveHub({
+      fleet,
+      log: childLogger(log, 'live'),
+      ...(extras.liveTickMs ? { tickMs: extras.liveTickMs } : {}),
+    });
+    const apiTokens: ApiToken[] = [
+      ...(o.apiToken ? [{ name: 'api', token: o.apiToken, role: 'admin' as const }] : []),
+      ...(o.shopToken ? [{ name: 'shop', token: o.shopToken, role: 'shop' as const }] : []),
+    ];
+    const auth = new OperatorAuth({
+      ldb,
+      apiAuth: o.apiAuth as ApiAuthMode,
+      apiTokens,
+      secureCookies: o.secureCookies,
+      ...(extras.authClock ? { clock: extras.authClock } : {}),
+    });
+
     const consumers: LedgerConsumer[] = [];
     let connectedOnce = false;
     const publishDocuments = async () => {
@@ -277,11 +350,19 @@ export async function startLedger(
         log: childLogger(log, `consumer-${i}`),
         inbox: {
           // Alone, a consumer sees a device's batches in order; shared, it waits for the one before.
-          journal: (deviceId, payload, nowMs) =>
-            o.shared
+          journal: async (deviceId, payload, nowMs) => {
+            const outcome = await (o.shared
               ? applyInSeqOrder(ldb, deviceId, payload, nowMs)
-              : applyJournalMessage(ldb, deviceId, payload, nowMs),
-          status: (deviceId, payload, nowMs) => recordDeviceStatus(ldb, deviceId, payload, nowMs),
+              : applyJournalMessage(ldb, deviceId, payload, nowMs));
+            live.notify('devices', 'sales', 'stock', 'exceptions');
+            return outcome;
+          },
+          status: async (deviceId, payload, nowMs) => {
+            const view = await recordDeviceStatus(ldb, deviceId, payload, nowMs);
+            if (view) fleet.recordLag(deviceId, view.storeId, view.pending, nowMs);
+            live.notify('devices');
+            return view;
+          },
         },
         // A broker that lost its retained messages (restarted without persistence) gets them again.
         ...(i === 0
@@ -311,7 +392,9 @@ export async function startLedger(
       mqttConnected: () => consumers.every((c) => c.connected),
       clock,
       log: childLogger(log, 'http'),
-      ...(extras.middleware ? { middleware: extras.middleware } : {}),
+      middleware: [auth.middleware, ...(extras.middleware ?? [])],
+      routes: [...auth.routes(), ...fleetRoutes(fleet), live.route()],
+      onChange: () => live.notify('devices', 'sales', 'stock', 'exceptions'),
     });
     try {
       await http.start(o.http, o.host);
@@ -321,6 +404,8 @@ export async function startLedger(
       await http.start(0, o.host);
     }
     cleanup.push(() => http.stop());
+    live.start();
+    cleanup.push(async () => live.stop());
 
     let stopped: Promise<void> | undefined;
     const ledger: RunningLedger = {
@@ -330,6 +415,9 @@ export async function startLedger(
       consumers,
       broker,
       http,
+      fleet,
+      live,
+      auth,
       stop: () =>
         (stopped ??= (async () => {
           await unwind();
@@ -353,6 +441,9 @@ function childLogger(log: Logger, sub: string): Logger {
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  if (argv[0] === 'operator') {
+    process.exit(await runOperatorCli(argv.slice(1), env));
+  }
   const log = jsonLogger('ledger');
   let ledger: RunningLedger;
   try {

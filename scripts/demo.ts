@@ -22,7 +22,8 @@ import { CashierListSchema } from '../appliance/till/cashiers.js';
 import type { RunningTillUi } from '../appliance/ui/main.js';
 import { LEDGER_DEFAULTS, startLedger, type RunningLedger } from '../ledger/main.js';
 import { hasSocat } from './sim/pty.js';
-import { bannerLines } from './demo/banner.js';
+import { bannerLines, DEMO_OPERATOR } from './demo/banner.js';
+import { ensureOperator } from '../ledger/auth/operators.js';
 import { startDemoDevices, type DemoDevices } from './demo/devices.js';
 import { seedLedger } from './demo/ledger-seed.js';
 import { LogFile } from './demo/log-file.js';
@@ -212,6 +213,8 @@ async function main(argv: string[]): Promise<void> {
     );
     cleanup.push({ name: 'ledger', run: () => ledger.stop() });
     await seedLedger(ledger, { storeId: catalog.storeId, catalog, cashiers }, log);
+    // The fleet page's demo operator (issue 9): an admin whose password the banner prints.
+    await ensureOperator(ledger.ldb, { ...DEMO_OPERATOR, role: 'admin' });
 
     const broker = new URL(ledger.mqttUrl);
     const link = new ConnectionSwitch({

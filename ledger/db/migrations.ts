@@ -360,9 +360,27 @@ function books(dialect: Dialect): Migration {
   };
 }
 
+/** Operator accounts for the fleet page and the admin API. Sessions live in memory, not here. */
+const operators: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('operators')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('role', 'text', notNull)
+      .addColumn('password_hash', 'text', notNull)
+      .addColumn('created_at', 'bigint', notNull)
+      .addColumn('updated_at', 'bigint', notNull)
+      .addCheckConstraint('operators_role', sql`role in ('admin', 'viewer')`)
+      .execute();
+  },
+  async down(db: Kysely<unknown>) {
+    await db.schema.dropTable('operators').execute();
+  },
+};
+
 /** The migrations by name; names sort in the order they run. */
 export function ledgerMigrations(dialect: Dialect): Record<string, Migration> {
-  return { '0001_books': books(dialect) };
+  return { '0001_books': books(dialect), '0002_operators': operators };
 }
 
 export function migrationProvider(dialect: Dialect): MigrationProvider {

@@ -303,6 +303,16 @@ export interface StoreDocumentTable {
   published_at: number;
 }
 
+/** People who may open the fleet page and use the admin API (ledger/auth/). */
+export interface OperatorTable {
+  name: string;
+  role: 'admin' | 'viewer';
+  /** `scrypt$N$r$p$salt$hash`, base64url parts: never the password (ledger/auth/passwords.ts). */
+  password_hash: string;
+  created_at: number;
+  updated_at: number;
+}
+
 export interface LedgerSchema {
   inbox: InboxTable;
   device_cursors: DeviceCursorTable;
@@ -323,4 +333,5 @@ export interface LedgerSchema {
   quarantine: QuarantineTable;
   events_unhandled: UnhandledEventTable;
   store_documents: StoreDocumentTable;
+  operators: OperatorTable;
 }

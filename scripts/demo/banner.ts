@@ -11,6 +11,12 @@ import { DEFAULT_STATE_DIR, shortPath as showPath, type DemoInfo } from './state
  */
 export const DEMO_PINS: Readonly<Record<string, string>> = { ana: '1111', ben: '2222', mia: '9999' };
 
+/**
+ * The fleet page's demo operator (an admin), made at the demo's start if missing. Like the PINs, the
+ * password is written down here and in docs/fleet-page.md, nowhere else; a real ledger has no default.
+ */
+export const DEMO_OPERATOR = { name: 'demo', password: 'demo-fleet-2026' } as const;
+
 export interface BannerFacts {
   info: DemoInfo;
   catalog: Catalog;
@@ -40,6 +46,7 @@ export function bannerLines(f: BannerFacts): string[] {
   const lines = [
     `${store}: register ${f.deviceId} is open (${journal}).`,
     `  ledger     ${info.ledgerHttp}   e.g. curl ${info.ledgerHttp}/api/sales`,
+    `  fleet page ${info.ledgerHttp}/fleet   operator ${DEMO_OPERATOR.name}, password ${DEMO_OPERATOR.password}`,
     `  receipts   ${showPath(info.receiptsFile)}`,
     `  log        ${showPath(info.logFile)}`,
     `  devices    ${devices}`,
