@@ -1,7 +1,7 @@
-// The power-cut soak (docs/soak.md): a register rings up sales while its power is cut again and again,
+// The power-cut soak (docs/soak.md): registers ring up sales while their power is cut again and again,
 // and after every restart and at the end the invariants are checked.
 //
-//   npm run soak -- --cycles N [--seed S] [--dir DIR] [--keep]
+//   npm run soak -- --cycles N [--seed S] [--registers R] [--dir DIR] [--keep]
 //
 // registerd runs as a child process over the simulated-power file layer (power-fs.ts): nothing it
 // writes reaches the disk before fdatasync or syncDir, so SIGKILL is a power cut, torn flushes
@@ -42,7 +42,6 @@ import { PowerFs, type PowerPlan } from './power-fs.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const DEMO = path.join(root, 'scripts/demo');
-const DEVICE_ID = 'soak-1';
 const CASHIER = { cashierId: 'ana', pin: '1111' };
 const MANAGER = { managerId: 'mia', pin: '9999' };
 
@@ -82,6 +81,8 @@ export interface SoakResult {
   chain_ok: boolean;
   max_recovery_ms: number;
   seed: number;
+  /** Registers soaked at once, on one ledger. */
+  registers: number;
   /** How the cycles cut the power. */
   cuts: Record<CutKind, number>;
   /** Cuts that came while the register was still starting. */
@@ -91,8 +92,9 @@ export interface SoakResult {
   card_charges: number;
   /** Each broken invariant, described (empty when all held). */
   violations: string[];
-  /** The ledger's and the register's records pending at the end (0 when everything drained). */
+  /** Records pending at the end, over all registers (0 when everything drained). */
   pending_at_end: number;
+  seconds: number;
 }
 
 /** What the load needs of a register: its control socket, and power. */
@@ -234,6 +236,7 @@ class Load {
     private readonly target: Target,
     private readonly rng: Rng,
     private readonly violations: Violations,
+    private readonly name: string,
   ) {}
 
   private async call(method: string, params: unknown = {}): Promise<Record<string, unknown>> {
@@ -247,11 +250,14 @@ class Load {
   async checkRecovered(cycle: number): Promise<void> {
     const s = await this.call('status');
     const last = this.acked.at(-1);
-    this.violations.check(s.pendingCard === null, `cycle ${cycle}: a card payment still open after recovery`);
+    this.violations.check(
+      s.pendingCard === null,
+      `${this.name} cycle ${cycle}: a card payment still open after recovery`,
+    );
     if (last)
       this.violations.check(
         (s.receiptNo as number) >= last.receiptNo,
-        `cycle ${cycle}: receipt series went back from ${last.receiptNo} to ${String(s.receiptNo)}`,
+        `${this.name} cycle ${cycle}: receipt series went back from ${last.receiptNo} to ${String(s.receiptNo)}`,
       );
     const recent = this.acked.filter((a) => a.cycle >= cycle - 1);
     const older = this.acked.filter((a) => a.cycle < cycle - 1);
@@ -263,14 +269,14 @@ class Load {
         if ((got as { code?: string }).code === 'CONTROL_UNAVAILABLE') throw got; // the power went
         this.violations.check(
           false,
-          `cycle ${cycle}: acknowledged receipt ${want.receiptNo} lost: ${got.message}`,
+          `${this.name} cycle ${cycle}: acknowledged receipt ${want.receiptNo} lost: ${got.message}`,
         );
         continue;
       }
       const r = got.receipt as { saleId?: string; seq: number; chain: string };
       this.violations.check(
         r.saleId === want.saleId && r.seq === want.seq && r.chain === want.chain,
-        `cycle ${cycle}: receipt ${want.receiptNo} changed (${JSON.stringify([r.saleId, r.seq, r.chain])})`,
+        `${this.name} cycle ${cycle}: receipt ${want.receiptNo} changed (${JSON.stringify([r.saleId, r.seq, r.chain])})`,
       );
     }
   }
@@ -283,7 +289,7 @@ class Load {
       const code = (err as { code?: string }).code;
       // A refusal is a bug in the load or the register; a dead socket is the cut.
       if (code !== 'CONTROL_UNAVAILABLE')
-        this.violations.check(false, `cycle ${cycle}: ${(err as Error).message}`);
+        this.violations.check(false, `${this.name} cycle ${cycle}: ${(err as Error).message}`);
     }
   }
 
@@ -354,8 +360,11 @@ function barcodes(): string[] {
 }
 
 export interface SoakOptions {
+  /** Power cuts in all, shared out over the registers. */
   cycles: number;
   seed: number;
+  /** Registers of one store, each with its own terminal, all on one ledger; cut independently. */
+  registers?: number;
   /** Working directory; a temporary one (removed at the end) by default. */
   dir?: string;
   keep?: boolean;
@@ -367,16 +376,21 @@ export interface SoakOptions {
   lyingDisk?: boolean;
 }
 
-interface World {
+/** One register under test and what it needs. */
+interface Unit {
   target: Target;
-  books: LedgerDb;
   deviceId: string;
-  /** What the terminal charged; null for a real terminal (compare with its own report). */
+  /** What its terminal charged; null for a real terminal (compare with its own report). */
   charges: (() => { txn: string; kind: string }[]) | null;
+}
+
+interface World {
+  units: Unit[];
+  books: LedgerDb;
   close(): Promise<void>;
 }
 
-async function simulatedWorld(dir: string): Promise<World> {
+async function simulatedWorld(dir: string, registers: number): Promise<World> {
   const closers: (() => Promise<void>)[] = [];
   const close = async () => {
     for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
@@ -388,42 +402,45 @@ async function simulatedWorld(dir: string): Promise<World> {
       { log: silentLogger },
     );
     closers.push(() => ledger.stop());
-    const pty: PtyPair = await ptyPair(dir, 'terminal');
-    closers.push(() => pty.close());
-    // The terminal takes a little while to authorise, so that cuts can land during it.
-    const sim = new TerminalSimulator({
-      path: pty.peer,
-      online: true,
-      log: silentLogger,
-      delays: { statusMs: 5, resultMs: 30 },
-    });
-    await sim.start();
-    closers.push(() => sim.stop());
-    const stateDir = path.join(dir, 'state');
-    mkdirSync(stateDir, { recursive: true });
-    const config = path.join(dir, 'registerd.json');
-    writeFileSync(
-      config,
-      JSON.stringify({
-        deviceId: DEVICE_ID,
-        storeId: 'demo-store',
-        stateDir,
-        clock: { assumeTrusted: true },
-        seed: {
-          catalogFile: path.join(DEMO, 'catalog.json'),
-          cashiersFile: path.join(DEMO, 'cashiers.json'),
-        },
-        cloud: { brokerUrl: ledger.mqttUrl, reconnectMaxMs: 1000 },
-        devices: { terminal: { kind: 'ecr', path: pty.device }, printer: { kind: 'none' } },
-      }),
-    );
-    return {
-      target: new SimulatedTarget(bin, config, stateDir),
-      books: ledger.ldb,
-      deviceId: DEVICE_ID,
-      charges: () => sim.charges,
-      close,
-    };
+    const units: Unit[] = [];
+    for (let i = 1; i <= registers; i++) {
+      const deviceId = `soak-${i}`;
+      const home = path.join(dir, deviceId);
+      mkdirSync(home, { recursive: true });
+      const pty: PtyPair = await ptyPair(home, 'terminal');
+      closers.push(() => pty.close());
+      // The terminal takes a little while to authorise, so that cuts can land during it.
+      const sim = new TerminalSimulator({
+        path: pty.peer,
+        online: true,
+        log: silentLogger,
+        delays: { statusMs: 5, resultMs: 30 },
+      });
+      await sim.start();
+      closers.push(() => sim.stop());
+      const stateDir = path.join(home, 'state');
+      mkdirSync(stateDir, { recursive: true });
+      const config = path.join(home, 'registerd.json');
+      writeFileSync(
+        config,
+        JSON.stringify({
+          deviceId,
+          storeId: 'demo-store',
+          stateDir,
+          clock: { assumeTrusted: true },
+          seed: {
+            catalogFile: path.join(DEMO, 'catalog.json'),
+            cashiersFile: path.join(DEMO, 'cashiers.json'),
+          },
+          cloud: { brokerUrl: ledger.mqttUrl, reconnectMaxMs: 1000 },
+          devices: { terminal: { kind: 'ecr', path: pty.device }, printer: { kind: 'none' } },
+        }),
+      );
+      const target = new SimulatedTarget(bin, config, stateDir);
+      closers.push(() => target.cut());
+      units.push({ target, deviceId, charges: () => sim.charges });
+    }
+    return { units, books: ledger.ldb, close };
   } catch (err) {
     await close();
     throw err;
@@ -433,10 +450,10 @@ async function simulatedWorld(dir: string): Promise<World> {
 async function poweredWorld(p: NonNullable<SoakOptions['powered']>): Promise<World> {
   const books = await openLedgerDb(p.ledgerDb);
   return {
-    target: new PoweredTarget(p.socket, p.powerCmd, p.offMs),
+    units: [
+      { target: new PoweredTarget(p.socket, p.powerCmd, p.offMs), deviceId: p.deviceId, charges: null },
+    ],
     books,
-    deviceId: p.deviceId,
-    charges: null,
     close: () => books.close(),
   };
 }
@@ -446,101 +463,155 @@ function pickCut(rng: Rng): CutKind {
   return roll <= 15 ? 'recovery' : roll <= 50 ? 'inside' : roll <= 85 ? 'outside' : 'card';
 }
 
-export async function runSoak(o: SoakOptions): Promise<SoakResult> {
-  const rng = new Rng(o.seed);
-  const progress = o.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const dir = o.dir ?? mkdtempSync(path.join(tmpdir(), 'soak-'));
-  const world = o.powered ? await poweredWorld(o.powered) : await simulatedWorld(dir);
-  const { target } = world;
-  const violations = new Violations();
-  const load = new Load(target, rng, violations);
-  const catalog = barcodes();
-  const cuts: Record<CutKind, number> = { recovery: 0, inside: 0, outside: 0, card: 0 };
-  let diedBeforeReady = 0;
-  let maxRecoveryMs = 0;
-  let maxReadyMs = 0;
-  const started = performance.now();
+/** What the cycles of all registers add up to. */
+class Tally {
+  readonly cuts: Record<CutKind, number> = { recovery: 0, inside: 0, outside: 0, card: 0 };
+  cycles = 0;
+  diedBeforeReady = 0;
+  maxRecoveryMs = 0;
+  maxReadyMs = 0;
+  acked = 0;
+}
+
+/** One register's cycles: power on (a cut armed or not), check, ring up, cut; then stay on and drain. */
+async function soakRegister(
+  unit: Unit,
+  cycles: number,
+  rng: Rng,
+  o: SoakOptions,
+  tally: Tally,
+  violations: Violations,
+  catalog: string[],
+): Promise<{ acked: AckedSale[]; pendingAtEnd: number }> {
+  const { target } = unit;
+  const load = new Load(target, rng, violations, unit.deviceId);
   let cameBack = true;
-  /** Power on; a register that does not come back is the worst broken invariant, and ends the soak. */
+  /** Power on; a register that does not come back is the worst broken invariant, and ends its soak. */
   const powerOn = async (plan: PowerPlan, cycle: number) => {
     try {
       return await target.powerOn(plan);
     } catch (err) {
       cameBack = false;
       const first = (err as Error).message.split('\n').slice(0, 3).join(' ');
-      violations.check(false, `cycle ${cycle}: the register did not come back: ${first.slice(0, 500)}`);
+      violations.check(false, `${unit.deviceId} cycle ${cycle}: did not come back: ${first.slice(0, 500)}`);
       return null;
     }
   };
-  try {
-    for (let cycle = 1; cycle <= o.cycles; cycle++) {
-      const kind = o.powered ? (rng.chance(0.2) ? 'card' : 'outside') : pickCut(rng);
-      cuts[kind]++;
-      const plan: PowerPlan =
-        kind === 'inside'
-          ? { afterSteps: rng.int(5, 400), junk: rng.chance(0.5) }
-          : kind === 'recovery' && rng.chance(0.5)
-            ? { afterSteps: rng.int(1, 12), junk: rng.chance(0.5) }
-            : {};
-      // A kill before the register is ready: after a random part of its start.
-      const early = kind === 'recovery' && plan.afterSteps === undefined ? rng.int(0, 400) : null;
-      const earlyKill = early === null ? null : setTimeout(() => void target.cut(), early);
-      const on = await powerOn(o.lyingDisk ? { ...plan, lie: true } : plan, cycle);
-      if (earlyKill) clearTimeout(earlyKill);
-      if (!on) break;
-      if (!on.ready) {
-        diedBeforeReady++;
-        continue;
-      }
-      maxRecoveryMs = Math.max(maxRecoveryMs, on.recoveryMs);
-      maxReadyMs = Math.max(maxReadyMs, on.readyMs);
-      try {
-        await load.checkRecovered(cycle);
-      } catch (err) {
-        // The power went during the checks (a cut armed at an early step): checked next time.
-        if ((err as { code?: string }).code !== 'CONTROL_UNAVAILABLE') throw err;
-      }
-      let timer: NodeJS.Timeout | null = null;
-      if (kind === 'outside') timer = setTimeout(() => void target.cut(), rng.int(20, 1500));
-      if (kind === 'card') {
-        const delay = rng.int(0, 60);
-        load.onCardSent = () => {
-          load.onCardSent = null;
-          timer = setTimeout(() => void target.cut(), delay);
-        };
-      }
-      await load.run(cycle, SOAK_DEFAULTS.maxOpsPerCycle, catalog);
-      load.onCardSent = null;
-      if (timer) clearTimeout(timer);
-      await target.cut(); // no-op when it is already off
-      if (cycle % 25 === 0)
-        progress(
-          `soak: cycle ${cycle}/${o.cycles}, ${load.acked.length} sales acknowledged, ` +
-            `${violations.list.length} violations, ${Math.round((performance.now() - started) / 1000)} s`,
-        );
+  for (let cycle = 1; cycle <= cycles; cycle++) {
+    const kind = o.powered ? (rng.chance(0.2) ? 'card' : 'outside') : pickCut(rng);
+    tally.cuts[kind]++;
+    tally.cycles++;
+    const plan: PowerPlan =
+      kind === 'inside'
+        ? { afterSteps: rng.int(5, 250), junk: rng.chance(0.5) }
+        : kind === 'recovery' && rng.chance(0.5)
+          ? { afterSteps: rng.int(1, 12), junk: rng.chance(0.5) }
+          : {};
+    // A kill before the register is ready: after a random part of its start.
+    const early = kind === 'recovery' && plan.afterSteps === undefined ? rng.int(0, 400) : null;
+    const earlyKill = early === null ? null : setTimeout(() => void target.cut(), early);
+    const on = await powerOn(o.lyingDisk ? { ...plan, lie: true } : plan, cycle);
+    if (earlyKill) clearTimeout(earlyKill);
+    if (!on) break;
+    if (!on.ready) {
+      tally.diedBeforeReady++;
+      continue;
     }
+    tally.maxRecoveryMs = Math.max(tally.maxRecoveryMs, on.recoveryMs);
+    tally.maxReadyMs = Math.max(tally.maxReadyMs, on.readyMs);
+    try {
+      await load.checkRecovered(cycle);
+    } catch (err) {
+      // The power went during the checks (a cut armed at an early step): checked next time.
+      if ((err as { code?: string }).code !== 'CONTROL_UNAVAILABLE') throw err;
+    }
+    let timer: NodeJS.Timeout | null = null;
+    if (kind === 'outside') timer = setTimeout(() => void target.cut(), rng.int(20, 1000));
+    if (kind === 'card') {
+      const delay = rng.int(0, 60);
+      load.onCardSent = () => {
+        load.onCardSent = null;
+        timer = setTimeout(() => void target.cut(), delay);
+      };
+    }
+    const before = load.acked.length;
+    await load.run(cycle, SOAK_DEFAULTS.maxOpsPerCycle, catalog);
+    tally.acked += load.acked.length - before;
+    load.onCardSent = null;
+    if (timer) clearTimeout(timer);
+    await target.cut(); // no-op when it is already off
+  }
+  // The end: power stays on until the ledger has everything.
+  let pendingAtEnd = -1;
+  const on = cameBack ? await powerOn({}, cycles + 1) : null;
+  if (on?.ready) {
+    tally.maxRecoveryMs = Math.max(tally.maxRecoveryMs, on.recoveryMs);
+    await load.checkRecovered(cycles + 1);
+    pendingAtEnd = await drain(target.socket);
+    violations.check(
+      pendingAtEnd === 0,
+      `${unit.deviceId}: ${pendingAtEnd} records still pending after the final drain`,
+    );
+    await target.stop();
+  }
+  return { acked: load.acked, pendingAtEnd };
+}
 
-    // The end: power stays on until the ledger has everything.
-    let pendingAtEnd = -1;
-    const on = violations.list.length && !cameBack ? null : await powerOn({}, o.cycles + 1);
-    if (on?.ready) {
-      maxRecoveryMs = Math.max(maxRecoveryMs, on.recoveryMs);
-      await load.checkRecovered(o.cycles + 1);
-      pendingAtEnd = await drain(target.socket);
-      violations.check(pendingAtEnd === 0, `${pendingAtEnd} records still pending after the final drain`);
-      await target.stop();
-    }
-    return await reconcile(world, load.acked, violations, {
-      cycles: o.cycles,
+export async function runSoak(o: SoakOptions): Promise<SoakResult> {
+  const registers = o.powered ? 1 : (o.registers ?? 1);
+  if (!Number.isInteger(registers) || registers < 1 || registers > 16)
+    throw new Error(`registers: 1 to 16, not ${registers}`);
+  const progress = o.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const dir = o.dir ?? mkdtempSync(path.join(tmpdir(), 'soak-'));
+  const world = o.powered ? await poweredWorld(o.powered) : await simulatedWorld(dir, registers);
+  const violations = new Violations();
+  const catalog = barcodes();
+  const tally = new Tally();
+  const started = performance.now();
+  let reported = 0;
+  const ticker = setInterval(() => {
+    progress(
+      `soak: ${tally.cycles}/${o.cycles} cycles, ${tally.acked} sales acknowledged, ` +
+        `${violations.list.length} violations, cuts ${JSON.stringify(tally.cuts)}, ` +
+        `${tally.diedBeforeReady} before ready, max recovery ${tally.maxRecoveryMs} ms, ` +
+        `${Math.round((performance.now() - started) / 1000)} s`,
+    );
+    for (const v of violations.list.slice(reported)) progress(`soak: VIOLATION ${v}`);
+    reported = violations.list.length;
+  }, 30_000);
+  try {
+    // The seed gives each register its own stream, so a run replays whatever the interleaving.
+    const share = (i: number) => Math.floor(o.cycles / registers) + (i < o.cycles % registers ? 1 : 0);
+    const outcomes = await Promise.all(
+      world.units.map((unit, i) =>
+        soakRegister(unit, share(i), new Rng((o.seed + i * 0x9e3779b9) >>> 0), o, tally, violations, catalog),
+      ),
+    );
+    const parts = await Promise.all(
+      world.units.map((unit, i) => reconcile(world.books, unit, outcomes[i]!.acked, violations)),
+    );
+    const sum = (f: (p: (typeof parts)[number]) => number) => parts.reduce((n, p) => n + f(p), 0);
+    return {
+      cycles: tally.cycles,
+      sales_acked: sum((p) => p.salesAcked),
+      sales_in_ledger: sum((p) => p.salesInLedger),
+      lost: sum((p) => p.lost),
+      duplicates: sum((p) => p.duplicates),
+      double_charges: sum((p) => p.doubleCharges),
+      chain_ok: parts.every((p) => p.chainOk),
+      max_recovery_ms: tally.maxRecoveryMs,
       seed: o.seed,
-      cuts,
-      died_before_ready: diedBeforeReady,
-      max_recovery_ms: maxRecoveryMs,
-      max_ready_ms: maxReadyMs,
-      pending_at_end: pendingAtEnd,
-    });
+      registers,
+      cuts: tally.cuts,
+      died_before_ready: tally.diedBeforeReady,
+      max_ready_ms: tally.maxReadyMs,
+      card_charges: sum((p) => p.cardCharges),
+      pending_at_end: outcomes.reduce((n, r) => n + (r.pendingAtEnd < 0 ? 1 : r.pendingAtEnd), 0),
+      seconds: Math.round((performance.now() - started) / 1000),
+      violations: violations.list,
+    };
   } finally {
-    await target.cut().catch(() => undefined);
+    clearInterval(ticker);
     await world.close();
     if (!o.dir && !o.keep) rmSync(dir, { recursive: true, force: true });
   }
@@ -562,46 +633,34 @@ async function drain(socket: string): Promise<number> {
   }
 }
 
-async function reconcile(
-  world: World,
-  acked: AckedSale[],
-  violations: Violations,
-  partial: Omit<
-    SoakResult,
-    | 'sales_acked'
-    | 'sales_in_ledger'
-    | 'lost'
-    | 'duplicates'
-    | 'double_charges'
-    | 'chain_ok'
-    | 'violations'
-    | 'card_charges'
-  >,
-): Promise<SoakResult> {
-  const db = world.books.db;
+/** One register's books against what it acknowledged and what its terminal charged. */
+async function reconcile(books: LedgerDb, unit: Unit, acked: AckedSale[], violations: Violations) {
+  const db = books.db;
   const sales = await db
     .selectFrom('sales')
     .select(['sale_id', 'receipt_no'])
-    .where('device_id', '=', world.deviceId)
+    .where('device_id', '=', unit.deviceId)
     .execute();
-  const inLedger = new Map<string, number>();
-  for (const s of sales) inLedger.set(s.sale_id, (inLedger.get(s.sale_id) ?? 0) + 1);
+  const inLedger = new Set(sales.map((s) => s.sale_id));
   const receiptNos = new Set(sales.map((s) => s.receipt_no));
   const duplicates = sales.length - inLedger.size + (sales.length - receiptNos.size);
-  const lost = acked.filter((a) => !inLedger.has(a.saleId)).length;
-  for (const a of acked.filter((x) => !inLedger.has(x.saleId)).slice(0, 5))
-    violations.check(false, `acknowledged sale ${a.saleId} (receipt ${a.receiptNo}) is not in the ledger`);
+  const missing = acked.filter((a) => !inLedger.has(a.saleId));
+  for (const a of missing.slice(0, 5))
+    violations.check(
+      false,
+      `${unit.deviceId}: acknowledged sale ${a.saleId} (receipt ${a.receiptNo}) is not in the ledger`,
+    );
 
   // Every charge the terminal made is a card tender in the books, once.
   let doubleCharges = 0;
   let cardCharges = 0;
-  const charges = world.charges?.();
+  const charges = unit.charges?.();
   if (charges) {
     const tenders = await db
       .selectFrom('tenders')
       .innerJoin('sales', 'sales.sale_id', 'tenders.sale_id')
       .select(['tenders.txn'])
-      .where('sales.device_id', '=', world.deviceId)
+      .where('sales.device_id', '=', unit.deviceId)
       .where('tenders.kind', '=', 'card')
       .execute();
     const booked = new Set(tenders.map((t) => t.txn));
@@ -611,35 +670,32 @@ async function reconcile(
       if (seen.has(c.txn) || !booked.has(c.txn)) doubleCharges++;
       seen.add(c.txn);
     }
-    violations.check(doubleCharges === 0, `${doubleCharges} card charges not booked exactly once`);
+    violations.check(
+      doubleCharges === 0,
+      `${unit.deviceId}: ${doubleCharges} card charges not booked exactly once`,
+    );
   }
 
   const alarms = await db
     .selectFrom('exceptions')
     .select(['kind'])
-    .where('device_id', '=', world.deviceId)
+    .where('device_id', '=', unit.deviceId)
     .where('kind', 'in', ['chain_break', 'gap', 'quarantine'])
     .execute();
-  const journalOk = world.target.journalDir ? verifyJournal(new PowerFs(), world.target.journalDir).ok : true;
-  const chainOk = alarms.length === 0 && journalOk;
-  violations.check(journalOk, 'the journal does not verify');
-  violations.check(alarms.length === 0, `the ledger raised ${alarms.length} chain, gap or quarantine alarms`);
+  const journalOk = unit.target.journalDir ? verifyJournal(new PowerFs(), unit.target.journalDir).ok : true;
+  violations.check(journalOk, `${unit.deviceId}: the journal does not verify`);
+  violations.check(
+    alarms.length === 0,
+    `${unit.deviceId}: the ledger raised ${alarms.length} chain, gap or quarantine alarms`,
+  );
   return {
-    cycles: partial.cycles,
-    sales_acked: acked.length,
-    sales_in_ledger: sales.length,
-    lost,
+    salesAcked: acked.length,
+    salesInLedger: sales.length,
+    lost: missing.length,
     duplicates,
-    double_charges: doubleCharges,
-    chain_ok: chainOk,
-    max_recovery_ms: partial.max_recovery_ms,
-    seed: partial.seed,
-    cuts: partial.cuts,
-    died_before_ready: partial.died_before_ready,
-    max_ready_ms: partial.max_ready_ms,
-    card_charges: cardCharges,
-    pending_at_end: partial.pending_at_end,
-    violations: violations.list,
+    doubleCharges,
+    cardCharges,
+    chainOk: alarms.length === 0 && journalOk,
   };
 }
 
@@ -656,6 +712,7 @@ async function main(argv: string[]): Promise<void> {
       'ledger-db': { type: 'string' },
       'device-id': { type: 'string' },
       'off-ms': { type: 'string' },
+      registers: { type: 'string' },
     },
     strict: true,
   });
@@ -667,6 +724,7 @@ async function main(argv: string[]): Promise<void> {
   };
   const cycles = int('cycles', values.cycles, SOAK_DEFAULTS.cycles, 10_000_000);
   const seed = int('seed', values.seed, Math.floor(Math.random() * 2 ** 32), 2 ** 32 - 1);
+  const registers = int('registers', values.registers, 1, 16);
   let powered: SoakOptions['powered'];
   if (values['power-cmd']) {
     if (!values.socket || !values['ledger-db'] || !values['device-id'])
@@ -679,10 +737,13 @@ async function main(argv: string[]): Promise<void> {
       offMs: int('off-ms', values['off-ms'], 3000, 600_000),
     };
   }
-  process.stderr.write(`soak: ${cycles} cycles, seed ${seed} (replay with --seed ${seed})\n`);
+  process.stderr.write(
+    `soak: ${cycles} cycles on ${registers} register(s), seed ${seed} (replay with --seed ${seed})\n`,
+  );
   const result = await runSoak({
     cycles,
     seed,
+    registers,
     ...(values.dir ? { dir: values.dir } : {}),
     ...(values.keep ? { keep: true } : {}),
     ...(powered ? { powered } : {}),
