@@ -119,7 +119,13 @@ export const nodeFs: JournalFs = {
  * Replace a small file atomically and durably: temp → fdatasync → rename → fsync dir.
  * A power cut leaves either the old or the new content, never a torn or empty file.
  */
-export function writeFileAtomic(io: JournalFs, file: string, data: Buffer): void {
+export function writeFileAtomic(
+  io: JournalFs,
+  file: string,
+  data: Buffer,
+  /** Called with the synced temp file before it takes the name (to set its mode, say). */
+  beforeRename?: (tmp: string) => void,
+): void {
   const dir = path.dirname(file);
   const tmp = `${file}.tmp`;
   if (io.size(tmp) >= 0) io.unlink(tmp);
@@ -130,6 +136,7 @@ export function writeFileAtomic(io: JournalFs, file: string, data: Buffer): void
   } finally {
     io.close(fd);
   }
+  beforeRename?.(tmp);
   io.rename(tmp, file);
   io.syncDir(dir);
 }

@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { ensureDurableDir, nodeFs, type JournalFs } from '../journal/fs.js';
+import { ensureDurableDir, nodeFs, writeFileAtomic, type JournalFs } from '../journal/fs.js';
 import {
   BOOT_FILES,
   BOOT_FOLDER,
@@ -152,18 +152,7 @@ function readStamp(io: ProvisionFs, file: string): Stamp | undefined {
  */
 function install(io: ProvisionFs, file: string, data: Buffer, mode: number): boolean {
   if (io.size(file) === data.length && io.readFile(file).equals(data)) return false;
-  const tmp = `${file}.tmp`;
-  if (io.size(tmp) >= 0) io.unlink(tmp);
-  const fd = io.open(tmp, 'create');
-  try {
-    io.write(fd, data, 0);
-    io.fdatasync(fd);
-  } finally {
-    io.close(fd);
-  }
-  io.chmod(tmp, mode);
-  io.rename(tmp, file);
-  io.syncDir(path.dirname(file));
+  writeFileAtomic(io, file, data, (tmp) => io.chmod(tmp, mode));
   return true;
 }
 
