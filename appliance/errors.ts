@@ -18,6 +18,11 @@ export const ErrorCodes = {
   JOURNAL_WRITE_FAILED: 'a journal write failed; nothing was recorded',
   JOURNAL_FATAL: 'the journal hit an unrecoverable I/O error and must be reopened',
   JOURNAL_CLOSED: 'the journal is closed',
+  // journal: moving a journal to another card (registerctl journal export / import)
+  JOURNAL_EXPORT_FAILED: 'nothing exported: no record there verifies, or the journal is too large',
+  JOURNAL_ARCHIVE_BAD: 'the file is not a journal archive, or it is damaged; nothing was written',
+  JOURNAL_ARCHIVE_PARTIAL: 'the archive holds only part of a journal; it is not imported',
+  JOURNAL_IMPORT_TARGET_IN_USE: 'the state directory holds another journal, or registerd is running on it',
   // small durable documents (catalog cache, cashier list, settings)
   STORE_UNREADABLE: 'neither a stored document nor its previous copy can be read back',
   STORE_TOO_LARGE: 'a document is larger than its store allows; nothing was written',
