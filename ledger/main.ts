@@ -48,11 +48,11 @@ export const LEDGER_DEFAULTS = {
   /** Consumers per process, at most: each holds a broker session and up to 16 applies in flight. */
   maxConsumers: 32,
   /**
-   * `loopback`: programs on this machine keep using /api without logging in (the single-machine
-   * default, where the API was open to loopback before operators existed); browsers and other hosts
-   * need a session or token. `required` for a ledger others can reach.
+   * `required`: every /api call needs a session or a token. `loopback` lets programs on this machine
+   * use /api without logging in (the demo, tests); never with a reverse proxy on the same machine,
+   * which makes every request look local.
    */
-  apiAuth: 'loopback',
+  apiAuth: 'required',
   /** Hours an offline card approval may wait to be forwarded: FLEET_DEFAULTS.cardForwardDeadlineMs. */
   forwardDeadlineHours: FLEET_DEFAULTS.cardForwardDeadlineMs / 3_600_000,
 } as const;

@@ -208,6 +208,9 @@ async function main(argv: string[]): Promise<void> {
         http: opts.http,
         host: '127.0.0.1',
         defaultPorts: opts.defaultPorts,
+        // One machine, nothing in front: the demo's seeding and `npm run` tools call /api without a
+        // login; the fleet page still asks for one (docs/fleet-page.md).
+        apiAuth: 'loopback',
       },
       { log: logFile.logger('ledger') },
     );

@@ -88,6 +88,7 @@ t.test('the fleet page, live, in a real browser', async (t) => {
       shared: false,
       consumers: 1,
       clientId: 'ledger-browser-test',
+      apiAuth: 'loopback', // even so, nothing a browser sends gets the local trust
     },
     { log: { info() {}, warn() {}, error() {} }, clock, liveTickMs: 100 },
   );

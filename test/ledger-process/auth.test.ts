@@ -253,7 +253,7 @@ t.test('sessions expire when idle and at their age limit; logins are throttled',
 });
 
 t.test('api-auth loopback: programs here keep working, browsers do not', async (t) => {
-  const ledger = await ledgerIn(t);
+  const ledger = await ledgerIn(t, { apiAuth: 'loopback' });
   t.equal((await call(ledger, 'GET', '/api/stock')).status, 200, 'a program on this machine');
   t.equal((await call(ledger, 'PUT', '/api/stock/COF-250', { body: { onHand: 1 } })).status, 200);
   const browsers: Record<string, string>[] = [
@@ -283,7 +283,7 @@ t.test('api-auth loopback: programs here keep working, browsers do not', async (
 });
 
 t.test('the live feed: server-sent events to a logged-in operator', async (t) => {
-  const ledger = await ledgerIn(t);
+  const ledger = await ledgerIn(t, { apiAuth: 'loopback' });
   const ada = await login(ledger, 'ada', PW.admin);
   const ac = new AbortController();
   const res = await fetch(`${ledger.httpUrl}/fleet/events`, {
@@ -305,7 +305,8 @@ t.test('the live feed: server-sent events to a logged-in operator', async (t) =>
   await until(/event: hello/);
   t.equal(ledger.live.clientCount, 1);
   // A change through the API is news.
-  await call(ledger, 'POST', '/api/stock/COF-250/receive', { body: { qty: 1 } });
+  const delivery = await call(ledger, 'POST', '/api/stock/COF-250/receive', { body: { qty: 1 } });
+  t.equal(delivery.status, 200, 'the delivery is booked (else no event would come)');
   await until(/event: change\ndata: \{"what":\[[^\]]*"stock"/);
   t.pass('a change event after a delivery');
   ac.abort();
@@ -319,7 +320,7 @@ t.test('options: api-auth, deadline, cookies and tokens from flags and the envir
     },
   );
   t.match(o, { apiAuth: 'required', forwardDeadlineHours: 72, secureCookies: true, apiToken: API_TOKEN });
-  t.match(parseLedgerArgs([], {}), { apiAuth: 'loopback', forwardDeadlineHours: 24, secureCookies: false });
+  t.match(parseLedgerArgs([], {}), { apiAuth: 'required', forwardDeadlineHours: 24, secureCookies: false });
   t.throws(() => parseLedgerArgs(['--api-auth', 'none']), /apiAuth/);
   t.throws(() => parseLedgerArgs([], { LEDGER_API_TOKEN: 'short' }), /apiToken/);
   t.throws(() => parseLedgerArgs(['--forward-deadline-hours', '0']), /forwardDeadlineHours/);

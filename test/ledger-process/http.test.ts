@@ -33,6 +33,7 @@ async function ledgerIn(
       shared: false,
       consumers: 1,
       clientId: 'ledger-test',
+      apiAuth: 'loopback', // the endpoints themselves; who may call them is auth.test.ts
     },
     { log: { info() {}, warn() {}, error() {} }, ...extras },
   );

@@ -164,6 +164,9 @@ export async function startLedgerProcess(
       '0',
       '--host',
       '127.0.0.1',
+      // The tests stand in for the back office's own tools: /api without a login.
+      '--api-auth',
+      'loopback',
       ...(opts.args ?? []),
     ],
     (l) => l.event === 'ready',

@@ -763,6 +763,7 @@ export class Harness {
         shared: this.mosquitto,
         consumers: this.consumers,
         clientId: this.ledgerClientId,
+        apiAuth: 'loopback', // the harness reads the books over /api without a login
       },
       { log },
     );
@@ -787,7 +788,16 @@ export class Harness {
    */
   async startLedgerChild(): Promise<LedgerChild> {
     this.ledgerBin ??= bundleLedger(this.dir);
-    const args = ['--db', this.dbUrl, '--http', '0', '--client-id', this.ledgerClientId];
+    const args = [
+      '--db',
+      this.dbUrl,
+      '--http',
+      '0',
+      '--client-id',
+      this.ledgerClientId,
+      '--api-auth',
+      'loopback',
+    ];
     if (this.mosquitto)
       args.push('--mqtt', (await this.ledgerLink()).url, '--shared', '--consumers', String(this.consumers));
     else args.push('--mqtt', `embedded:${this.brokerPort}`);
