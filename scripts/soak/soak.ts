@@ -30,6 +30,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { callControl } from '../../appliance/control/client.js';
+import { RECENT_RECEIPTS } from '../../appliance/till/state.js';
 import { silentLogger } from '../../appliance/log.js';
 import { verifyJournal } from '../../appliance/journal/verify.js';
 import { openLedgerDb, type LedgerDb } from '../../ledger/db/open.js';
@@ -260,7 +261,9 @@ class Load {
         `${this.name} cycle ${cycle}: receipt series went back from ${last.receiptNo} to ${String(s.receiptNo)}`,
       );
     const recent = this.acked.filter((a) => a.cycle >= cycle - 1);
-    const older = this.acked.filter((a) => a.cycle < cycle - 1);
+    // The register keeps the last RECENT_RECEIPTS receipts (older ones are the ledger's to show).
+    const keptFrom = (last?.receiptNo ?? 0) - RECENT_RECEIPTS + 1;
+    const older = this.acked.filter((a) => a.cycle < cycle - 1 && a.receiptNo >= keptFrom);
     const sample = [...recent];
     for (let i = 0; i < SOAK_DEFAULTS.sampleOlder && older.length; i++) sample.push(this.rng.pick(older));
     for (const want of sample) {
