@@ -11,7 +11,8 @@ import { appendFileSync, realpathSync, renameSync, statSync } from 'node:fs';
 import * as net from 'node:net';
 import * as readline from 'node:readline';
 import { pathToFileURL } from 'node:url';
-import { SerialPort } from 'serialport';
+import { SerialPortStream } from '@serialport/stream';
+import { serialBinding } from '../../appliance/devices/serial-link.js';
 import { jsonLogger, silentLogger, type Logger } from '../../appliance/log.js';
 
 // ---------------------------------------------------------------------------------------------------
@@ -488,7 +489,7 @@ export class PrinterSimulator extends EventEmitter<PrinterSimulatorEvents> {
   private readonly sockets = new Set<net.Socket>();
   private pty: {
     path: string;
-    port: SerialPort | null;
+    port: SerialPortStream | null;
     retry: NodeJS.Timeout | null;
     delayMs: number;
   } | null = null;
@@ -694,7 +695,14 @@ export class PrinterSimulator extends EventEmitter<PrinterSimulatorEvents> {
     const pty = this.pty;
     if (!pty) return;
     pty.retry = null;
-    const port = new SerialPort({ path: pty.path, baudRate: 19_200, autoOpen: false });
+    // The hang-up-aware binding: with serialport's own, a read racing socat's death gets 0 bytes and
+    // retries forever, spinning a core, and the port never closes, so the pty is never reopened.
+    const port = new SerialPortStream({
+      binding: serialBinding,
+      path: pty.path,
+      baudRate: 19_200,
+      autoOpen: false,
+    });
     const err = await new Promise<Error | null>((resolve) => port.open(resolve));
     if (this.pty !== pty) {
       if (!err) port.close();

@@ -578,8 +578,12 @@ export class EscPosPrinter extends EventEmitter<EscPosPrinterEvents> {
         const n = request.bytes[2]!;
         const wait = this.replies.expect(isStatusByte, `DLE EOT ${n}`);
         wait.arm(this.statusTimeoutMs);
-        t.write(request.bytes).catch(wait.fail);
+        const written = t.write(request.bytes);
+        written.catch(wait.fail);
         const byte = await wait.reply;
+        // The reply can beat the write's own callback (a serial write ends with a drain), and the
+        // transport takes one write at a time: the next request, or the job, must wait for it.
+        await written;
         const decoded = decodeStatus(n, byte);
         if (decoded.ok) snapshot = withReply(snapshot, decoded.reply);
         replies.push(hex([byte]));
