@@ -567,6 +567,13 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const progress = o.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
   const dir = o.dir ?? mkdtempSync(path.join(tmpdir(), 'soak-'));
   const world = o.powered ? await poweredWorld(o.powered) : await simulatedWorld(dir, registers);
+  // Stopped from outside (Ctrl-C, a test's timeout): no register, terminal or socat left behind.
+  const onSignal = (signal: NodeJS.Signals) => {
+    progress(`soak: ${signal}, stopping`);
+    void world.close().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   const violations = new Violations();
   const catalog = barcodes();
   const tally = new Tally();
@@ -614,6 +621,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
       violations: violations.list,
     };
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     clearInterval(ticker);
     await world.close();
     if (!o.dir && !o.keep) rmSync(dir, { recursive: true, force: true });
