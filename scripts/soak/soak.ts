@@ -261,8 +261,9 @@ class Load {
         `${this.name} cycle ${cycle}: receipt series went back from ${last.receiptNo} to ${String(s.receiptNo)}`,
       );
     const recent = this.acked.filter((a) => a.cycle >= cycle - 1);
-    // The register keeps the last RECENT_RECEIPTS receipts (older ones are the ledger's to show).
-    const keptFrom = (last?.receiptNo ?? 0) - RECENT_RECEIPTS + 1;
+    // The register keeps its last RECENT_RECEIPTS receipts (older ones are the ledger's to show). Its
+    // own last number, not the last acknowledged one: sales whose answer a cut took count too.
+    const keptFrom = (s.receiptNo as number) - RECENT_RECEIPTS + 1;
     const older = this.acked.filter((a) => a.cycle < cycle - 1 && a.receiptNo >= keptFrom);
     const sample = [...recent];
     for (let i = 0; i < SOAK_DEFAULTS.sampleOlder && older.length; i++) sample.push(this.rng.pick(older));
