@@ -14,10 +14,10 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { manualClock } from '../../appliance/clock.js';
 import { topics, type Ack } from '../../cloud-bridge/protocol/wire.js';
 import type { JournalRecord } from '../../cloud-bridge/protocol/record.js';
-import { startLedger, type RunningLedger } from '../../ledger/main.js';
+import type { RunningLedger } from '../../ledger/main.js';
 import { addOperator } from '../../ledger/auth/operators.js';
 import { renderReceiptSvg, type ReceiptDoc } from '../../appliance/devices/printer/receipt-render.js';
-import { journalOf, message, rechain } from '../support/ledger-fixtures.js';
+import { journalOf, message, rechain, startTestLedger } from '../support/ledger-fixtures.js';
 import { waitFor } from '../support/wait.js';
 import { demoCatalog, readyRegister } from '../support/till-fixtures.js';
 
@@ -79,20 +79,13 @@ t.test('the fleet page, live, in a real browser', async (t) => {
   mkdirSync(SHOTS, { recursive: true });
   const dir = tmp(t, 'fleet-page-');
   const clock = manualClock(LEDGER_START);
-  const ledger: RunningLedger = await startLedger(
-    {
-      db: `sqlite:${path.join(dir, 'ledger.db')}`,
-      mqtt: 'embedded:0',
-      http: 0,
-      host: '127.0.0.1',
-      shared: false,
-      consumers: 1,
-      clientId: 'ledger-browser-test',
-      apiAuth: 'loopback', // even so, nothing a browser sends gets the local trust
-    },
-    { log: { info() {}, warn() {}, error() {} }, clock, liveTickMs: 100 },
+  const ledger: RunningLedger = await startTestLedger(
+    t,
+    dir,
+    // Even so, nothing a browser sends gets the local trust.
+    { clientId: 'ledger-browser-test', apiAuth: 'loopback' },
+    { clock, liveTickMs: 100 },
   );
-  t.teardown(() => ledger.stop());
   await addOperator(ledger.ldb, { ...ADMIN, role: 'admin' });
   const api = async (method: string, url: string, body?: unknown) => {
     const res = await fetch(ledger.httpUrl + url, {

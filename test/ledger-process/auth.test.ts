@@ -13,6 +13,7 @@ import { addOperator, listOperators } from '../../ledger/auth/operators.js';
 import { runOperatorCli } from '../../ledger/auth/operator-cli.js';
 import { SESSION_DEFAULTS } from '../../ledger/auth/sessions.js';
 import { openLedgerDb } from '../../ledger/db/open.js';
+import { startTestLedger } from '../support/ledger-fixtures.js';
 
 const API_TOKEN = 'a'.repeat(40);
 const SHOP_TOKEN = 's'.repeat(40);
@@ -29,20 +30,7 @@ async function ledgerIn(
   options: Partial<Parameters<typeof startLedger>[0]> = {},
   extras: Parameters<typeof startLedger>[1] = {},
 ): Promise<RunningLedger> {
-  const ledger = await startLedger(
-    {
-      db: `sqlite:${path.join(tmp(t), 'ledger.db')}`,
-      mqtt: 'embedded:0',
-      http: 0,
-      host: '127.0.0.1',
-      shared: false,
-      consumers: 1,
-      clientId: 'ledger-auth-test',
-      ...options,
-    },
-    { log: { info() {}, warn() {}, error() {} }, ...extras },
-  );
-  t.teardown(() => ledger.stop());
+  const ledger = await startTestLedger(t, tmp(t), { clientId: 'ledger-auth-test', ...options }, extras);
   await addOperator(ledger.ldb, { name: 'ada', role: 'admin', password: PW.admin });
   await addOperator(ledger.ldb, { name: 'vic', role: 'viewer', password: PW.viewer });
   return ledger;

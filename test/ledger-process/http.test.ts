@@ -11,7 +11,7 @@ import { startLedger, parseLedgerArgs, LEDGER_DEFAULTS, type RunningLedger } fro
 import type { Middleware } from '../../ledger/http.js';
 import { topics, type Ack } from '../../cloud-bridge/protocol/wire.js';
 import { demoCatalog, demoCashiers } from '../support/till-fixtures.js';
-import { journalOf, message, randomSales } from '../support/ledger-fixtures.js';
+import { journalOf, message, randomSales, startTestLedger } from '../support/ledger-fixtures.js';
 
 function tmp(t: Test): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'ledger-http-'));
@@ -24,21 +24,8 @@ async function ledgerIn(
   dir: string,
   extras: Parameters<typeof startLedger>[1] = {},
 ): Promise<RunningLedger> {
-  const ledger = await startLedger(
-    {
-      db: `sqlite:${path.join(dir, 'ledger.db')}`,
-      mqtt: 'embedded:0',
-      http: 0,
-      host: '127.0.0.1',
-      shared: false,
-      consumers: 1,
-      clientId: 'ledger-test',
-      apiAuth: 'loopback', // the endpoints themselves; who may call them is auth.test.ts
-    },
-    { log: { info() {}, warn() {}, error() {} }, ...extras },
-  );
-  t.teardown(() => ledger.stop());
-  return ledger;
+  // The endpoints themselves; who may call them is auth.test.ts.
+  return startTestLedger(t, dir, { clientId: 'ledger-test', apiAuth: 'loopback' }, extras);
 }
 
 interface Answer {

@@ -8,6 +8,12 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Test } from 'tap';
 import { openLedgerDb, type LedgerDb } from '../../ledger/db/open.js';
+import {
+  startLedger,
+  type LedgerOptions,
+  type RunningLedger,
+  type StartLedgerExtras,
+} from '../../ledger/main.js';
 import type { Dialect } from '../../ledger/db/migrations.js';
 import { sealRecord, genesisHash, type JournalRecord } from '../../cloud-bridge/protocol/record.js';
 import { demoCatalog, readyRegister, MANAGER } from './till-fixtures.js';
@@ -236,4 +242,30 @@ export async function count(ldb: LedgerDb, table: string): Promise<number> {
 export async function stockLevels(ldb: LedgerDb): Promise<Record<string, number>> {
   const rows = await ldb.db.selectFrom('stock').select(['sku', 'on_hand']).orderBy('sku').execute();
   return Object.fromEntries(rows.map((r) => [r.sku, r.on_hand]));
+}
+
+/**
+ * A ledger in this process for a test: SQLite in `dir`, its own embedded broker and HTTP API on free
+ * loopback ports, one consumer, silent; stopped at the test's end. `options` and `extras` add to that.
+ */
+export async function startTestLedger(
+  t: Test,
+  dir: string,
+  options: Partial<LedgerOptions> = {},
+  extras: StartLedgerExtras = {},
+): Promise<RunningLedger> {
+  const ledger = await startLedger(
+    {
+      db: `sqlite:${path.join(dir, 'ledger.db')}`,
+      mqtt: 'embedded:0',
+      http: 0,
+      host: '127.0.0.1',
+      shared: false,
+      consumers: 1,
+      ...options,
+    },
+    { log: { info() {}, warn() {}, error() {} }, ...extras },
+  );
+  t.teardown(() => ledger.stop());
+  return ledger;
 }
