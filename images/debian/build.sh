@@ -152,11 +152,15 @@ fi
 ((${#missing[@]} == 0)) || fail "missing: ${missing[*]}"
 ((EUID == 0)) || fail "run as root: the root file system's owners and device nodes need it (mmdebstrap, genimage)"
 
+# The scratch space holds mmdebstrap's bind mounts of this machine's /dev/shm, /proc and /sys while
+# it runs: it is only ever removed through remove-tree.sh, which unmounts first (never rm -rf).
+remove_tree=$here/../common/remove-tree.sh
 if [[ -z $work ]]; then
   work=$(mktemp -d "${TMPDIR:-/tmp}/register-image.XXXXXX")
-  trap 'rm -rf "$work"' EXIT
+  trap '"$remove_tree" "$work"' EXIT
+  trap 'exit 130' INT TERM
 else
-  rm -rf "$work"
+  "$remove_tree" "$work"
   mkdir -p "$work"
 fi
 mkdir -p "$out" "$work/images"
