@@ -43,7 +43,11 @@ t.test('bind mounts inside are unmounted, what is behind them survives', (t) => 
   t.equal(r.status, 0, r.out);
   t.notOk(existsSync(work), 'scratch directory removed');
   t.same(mountedUnder(work), [], 'nothing left mounted');
-  t.equal(readFileSync(path.join(outside, 'PostgreSQL.1234'), 'utf8'), 'segment', 'the machine file survives');
+  t.equal(
+    readFileSync(path.join(outside, 'PostgreSQL.1234'), 'utf8'),
+    'segment',
+    'the machine file survives',
+  );
   t.end();
 });
 
