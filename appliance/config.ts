@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
+import { enrolUrlProblem } from '../cloud-bridge/protocol/enrol.js';
 import { RegisterError } from './errors.js';
 import { DEFAULT_LIMITS } from './till/commands.js';
 
@@ -103,6 +104,20 @@ export const ConfigSchema = z
           .object({ caFile: z.string().min(1), certFile: z.string().min(1), keyFile: z.string().min(1) })
           .strict()
           .optional(),
+        /**
+         * Provisioned with a one-time token instead of a certificate: the register makes its key and
+         * gets `tls.certFile`/`tls.keyFile` from the ledger's enrolment endpoint (cloud-bridge/enrol.ts).
+         */
+        enrol: z
+          .object({
+            url: z.string().superRefine((v, ctx) => {
+              const problem = enrolUrlProblem(v);
+              if (problem) ctx.addIssue({ code: 'custom', message: problem });
+            }),
+            tokenFile: z.string().min(1),
+          })
+          .strict()
+          .optional(),
         /** Records per MQTT message: 500 keeps a message ~250 KiB and one ledger transaction (decision 0008). */
         batchMaxRecords: z.number().int().min(1).max(500).default(500),
         /** Batches sent and not yet acknowledged by the ledger. */
@@ -113,6 +128,10 @@ export const ConfigSchema = z
         reconnectMaxMs: z.number().int().min(1000).max(300_000).default(30_000),
       })
       .strict()
+      .refine((c) => !c.enrol || c.tls, {
+        message: 'enrol needs tls: the CA to trust and where the certificate and key go',
+        path: ['enrol'],
+      })
       .prefault({}),
     /** The countertop hardware (docs/devices.md). Paths are best the stable udev names under /dev/pos. */
     devices: z
@@ -230,6 +249,7 @@ export function parseConfig(
   if (c.cloud.tls)
     for (const k of ['caFile', 'certFile', 'keyFile'] as const)
       c.cloud.tls[k] = path.resolve(baseDir, c.cloud.tls[k]);
+  if (c.cloud.enrol) c.cloud.enrol.tokenFile = path.resolve(baseDir, c.cloud.enrol.tokenFile);
   return c;
 }
 

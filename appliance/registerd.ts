@@ -21,6 +21,7 @@ import type { CardTerminal } from './till/card.js';
 import { openDevices, type DeviceSet } from './devices/open-devices.js';
 import { Register } from './till/register.js';
 import { CloudBridge } from '../cloud-bridge/bridge.js';
+import { Enroller, isEnrolled } from '../cloud-bridge/enrol.js';
 import { VERSION } from './version.js';
 import { registerReducer, type RegisterState } from './till/state.js';
 import { SystemdNotifier } from './systemd/notify.js';
@@ -139,6 +140,7 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
   const bridge = openBridge(config, journal, { catalog, cashiers }, clock, log, opts.fs, () =>
     publish(() => register.status()),
   );
+  const enroller = openEnroller(config, log, () => publish(() => register.status()));
   const register = new Register({
     journal,
     catalog: () => catalog.data ?? undefined,
@@ -153,7 +155,11 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
     },
     ...(opts.onFatal ? { onFatal: opts.onFatal } : {}),
     ...(bridge
-      ? { syncedThroughSeq: () => bridge.syncedThroughSeq(), syncStatus: () => bridge.status() }
+      ? {
+          syncedThroughSeq: () => bridge.syncedThroughSeq(),
+          syncStatus: () =>
+            enroller ? { ...bridge.status(), enrolment: enroller.status() } : bridge.status(),
+        }
       : {}),
   });
   const socketPath = path.join(config.stateDir, 'control.sock');
@@ -170,6 +176,7 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
   await server.start();
   // The link starts after the till answers: selling never waits for the network.
   await bridge?.start();
+  enroller?.start();
   log.info({ socket: socketPath, deviceId: config.deviceId, lastSeq: journal.lastSeq }, 'ready');
   return {
     register,
@@ -180,6 +187,7 @@ export async function startRegisterd(config: Config, opts: DaemonOptions = {}): 
     socketPath,
     async stop() {
       await server.stop();
+      await enroller?.stop();
       await bridge?.stop();
       await register.drain(); // a command already running finishes and is journaled before the close
       await devices.stop();
@@ -220,14 +228,19 @@ function openBridge(
     installCashiers: install(stores.cashiers, 'cashier list'),
     currentCatalogVersion: () => stores.catalog.data?.version,
     currentCashiersVersion: () => stores.cashiers.data?.version,
-    // Read at each connection attempt, so renewed certificates are picked up without a restart.
+    // Read at each connection attempt, so renewed certificates are picked up without a restart, and
+    // an enrolment's as soon as it is done.
     ...(tls
       ? {
-          tls: () => ({
-            ca: readFileSync(tls.caFile),
-            cert: readFileSync(tls.certFile),
-            key: readFileSync(tls.keyFile),
-          }),
+          tls: () => {
+            if (config.cloud.enrol && !isEnrolled(tls))
+              throw new Error('no certificate yet: the register is enrolling (status: sync.enrolment)');
+            return {
+              ca: readFileSync(tls.caFile),
+              cert: readFileSync(tls.certFile),
+              key: readFileSync(tls.keyFile),
+            };
+          },
         }
       : {}),
     batchMaxRecords: config.cloud.batchMaxRecords,
@@ -237,6 +250,20 @@ function openBridge(
     nowMs: () => clock.nowMs(),
     clockTrusted: () => clock.trusted(),
     version: VERSION,
+    log,
+    onChange,
+  });
+}
+
+/** The background enrolment of a register provisioned with a token, while it has no certificate. */
+function openEnroller(config: Config, log: Logger, onChange: () => void): Enroller | null {
+  const { brokerUrl, tls, enrol } = config.cloud;
+  if (!brokerUrl || !tls || !enrol) return null;
+  return new Enroller({
+    url: enrol.url,
+    deviceId: config.deviceId,
+    ...tls,
+    tokenFile: enrol.tokenFile,
     log,
     onChange,
   });

@@ -25,6 +25,12 @@ export const LedgerErrorCodes = {
   TOO_MANY_ATTEMPTS: 'too many failed logins for this name: wait and try again',
   OPERATOR_EXISTS: 'an operator of this name exists already',
   BUSY: 'the ledger is at its bound for this (live page clients, sessions): try again later',
+  // enrolment of registers by one-time token (ledger/enrol/)
+  ENROL_REFUSED: 'no enrolment for this device and token',
+  ENROL_EXPIRED: 'the enrolment token has expired: ask for a new one (ledger enrol add)',
+  ENROL_USED: 'the enrolment token was used already, for another key',
+  ENROL_UNAVAILABLE: 'this ledger does not enrol registers (no --enrol-ca-cert and --enrol-ca-key)',
+  ENROLMENT_EXISTS: 'the device has an enrolment already (give --replace to issue a new token)',
 } as const;
 
 export type LedgerErrorCode = keyof typeof LedgerErrorCodes;

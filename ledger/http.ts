@@ -96,6 +96,11 @@ export const LEDGER_ERROR_STATUS: Record<LedgerErrorCode, number> = {
   TOO_MANY_ATTEMPTS: 429,
   OPERATOR_EXISTS: 409,
   BUSY: 503,
+  ENROL_REFUSED: 403,
+  ENROL_EXPIRED: 403,
+  ENROL_USED: 409,
+  ENROL_UNAVAILABLE: 503,
+  ENROLMENT_EXISTS: 409,
 };
 
 export interface ApiResponse {

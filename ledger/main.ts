@@ -6,8 +6,10 @@
 //   ledger [--db sqlite:PATH|postgres://…] [--mqtt embedded[:PORT]|mqtt(s)://…] [--http PORT]
 //          [--host H] [--shared] [--share-group NAME] [--consumers N] [--client-id PREFIX]
 //          [--mqtt-ca FILE --mqtt-cert FILE --mqtt-key FILE] [--api-auth required|loopback]
-//          [--forward-deadline-hours H] [--secure-cookies]
+//          [--forward-deadline-hours H] [--secure-cookies] [--enrol-ca-cert FILE --enrol-ca-key FILE]
+//          [--enrol-days D]
 //   ledger operator add NAME --role admin|viewer [--replace] | list | remove NAME   [--db …]
+//   ledger enrol add DEVICE --store STORE [--valid-hours H] [--replace] | list | remove DEVICE   [--db …]
 import { mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
@@ -20,6 +22,9 @@ import { LedgerConsumer } from './consumer.js';
 import { LedgerHttpApi, type Middleware } from './http.js';
 import { OperatorAuth, type ApiAuthMode, type ApiToken } from './auth/access.js';
 import { runOperatorCli } from './auth/operator-cli.js';
+import { CertificateAuthority, ENROL_DEFAULTS } from './enrol/authority.js';
+import { runEnrolCli } from './enrol/cli.js';
+import { enrolRoutes } from './enrol/routes.js';
 import { FleetMonitor, FLEET_DEFAULTS } from './fleet/overview.js';
 import { LiveHub } from './fleet/live.js';
 import { fleetRoutes } from './fleet/routes.js';
@@ -93,6 +98,11 @@ export const LedgerOptionsSchema = z
     apiToken: z.string().min(32).max(256).optional(),
     /** Bearer token for the web shop: online orders only (LEDGER_SHOP_TOKEN). */
     shopToken: z.string().min(32).max(256).optional(),
+    /** The fleet CA that signs registers' certificates at enrolment (ledger/enrol/): both or neither. */
+    enrolCaCert: z.string().optional(),
+    enrolCaKey: z.string().optional(),
+    /** Days a certificate issued at enrolment is valid. */
+    enrolDays: z.number().int().min(1).max(3650).default(ENROL_DEFAULTS.certificateDays),
     /** Whether each port came from the defaults (then a busy one is replaced by a free one). */
     defaultPorts: z.object({ mqtt: z.boolean(), http: z.boolean() }).default({ mqtt: false, http: false }),
   })
@@ -112,6 +122,12 @@ export const LedgerOptionsSchema = z
       });
     if ((o.mqttCert === undefined) !== (o.mqttKey === undefined))
       ctx.addIssue({ code: 'custom', path: ['mqttCert'], message: '--mqtt-cert and --mqtt-key go together' });
+    if ((o.enrolCaCert === undefined) !== (o.enrolCaKey === undefined))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['enrolCaCert'],
+        message: '--enrol-ca-cert and --enrol-ca-key go together',
+      });
     if (embedded && (o.mqttCa || o.mqttCert))
       ctx.addIssue({ code: 'custom', path: ['mqttCa'], message: 'TLS files are for an external broker' });
   });
@@ -124,8 +140,10 @@ export class LedgerUsageError extends Error {
 const USAGE =
   'usage: ledger [--db sqlite:PATH|postgres://…] [--mqtt embedded[:PORT]|mqtt(s)://…] [--http PORT] ' +
   '[--host H] [--shared] [--share-group NAME] [--consumers N] [--client-id PREFIX] [--mqtt-ca FILE --mqtt-cert FILE --mqtt-key FILE] ' +
-  '[--api-auth required|loopback] [--forward-deadline-hours H] [--secure-cookies]\n' +
-  '       ledger operator add NAME --role admin|viewer [--replace] | list | remove NAME  [--db …]';
+  '[--api-auth required|loopback] [--forward-deadline-hours H] [--secure-cookies] ' +
+  '[--enrol-ca-cert FILE --enrol-ca-key FILE] [--enrol-days D]\n' +
+  '       ledger operator add NAME --role admin|viewer [--replace] | list | remove NAME  [--db …]\n' +
+  '       ledger enrol add DEVICE --store STORE [--valid-hours H] [--replace] | list | remove DEVICE  [--db …]';
 
 /** Flags and LEDGER_* variables into checked options; a bad value fails here, with what is wrong. */
 export function parseLedgerArgs(
@@ -146,6 +164,9 @@ export function parseLedgerArgs(
     '--mqtt-key',
     '--api-auth',
     '--forward-deadline-hours',
+    '--enrol-ca-cert',
+    '--enrol-ca-key',
+    '--enrol-days',
   ];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -191,6 +212,10 @@ export function parseLedgerArgs(
       flags.get('--secure-cookies') === true ||
       env.LEDGER_SECURE_COOKIES === '1' ||
       env.LEDGER_SECURE_COOKIES === 'true',
+    enrolCaCert: pick('--enrol-ca-cert', 'LEDGER_ENROL_CA_CERT'),
+    enrolCaKey: pick('--enrol-ca-key', 'LEDGER_ENROL_CA_KEY'),
+    enrolDays:
+      number(pick('--enrol-days', 'LEDGER_ENROL_DAYS'), '--enrol-days') ?? ENROL_DEFAULTS.certificateDays,
     apiToken: env.LEDGER_API_TOKEN || undefined,
     shopToken: env.LEDGER_SHOP_TOKEN || undefined,
     defaultPorts: { mqtt: mqtt === undefined, http: http === undefined },
@@ -276,6 +301,18 @@ export async function startLedger(
     if (o.db.startsWith('sqlite:')) {
       const file = o.db.slice('sqlite:'.length);
       if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    }
+    // The CA first: a wrong file is a configuration error, found before anything listens.
+    let ca: CertificateAuthority | undefined;
+    if (o.enrolCaCert && o.enrolCaKey) {
+      try {
+        ca = await CertificateAuthority.load(readFileSync(o.enrolCaCert), readFileSync(o.enrolCaKey));
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw new LedgerUsageError(
+          `enrolment CA: ${e.code ? `cannot read ${e.path ?? 'a file'} (${e.code})` : e.message}`,
+        );
+      }
     }
     const ldb = await openLedgerDb(o.db);
     cleanup.push(() => ldb.close());
@@ -393,7 +430,12 @@ export async function startLedger(
       clock,
       log: childLogger(log, 'http'),
       middleware: [auth.middleware, ...(extras.middleware ?? [])],
-      routes: [...auth.routes(), ...fleetRoutes(fleet), live.route()],
+      routes: [
+        ...auth.routes(),
+        ...fleetRoutes(fleet),
+        live.route(),
+        ...enrolRoutes({ ldb, ca, certificateDays: o.enrolDays, log: childLogger(log, 'enrol') }),
+      ],
       onChange: () => live.notify('devices', 'sales', 'stock', 'exceptions'),
     });
     try {
@@ -443,6 +485,9 @@ function childLogger(log: Logger, sub: string): Logger {
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
   if (argv[0] === 'operator') {
     process.exit(await runOperatorCli(argv.slice(1), env));
+  }
+  if (argv[0] === 'enrol') {
+    process.exit(await runEnrolCli(argv.slice(1), env));
   }
   const log = jsonLogger('ledger');
   let ledger: RunningLedger;

@@ -40,8 +40,8 @@ export class StampError extends Error {
 /** The CSV's columns; the header row names them, in any order. */
 export const CSV_COLUMNS = {
   required: ['deviceId', 'storeId', 'brokerUrl', 'timeZone', 'managerId', 'managerName', 'caFile'],
-  /** managerPin or managerPinHash; certFile and keyFile, or enrolmentToken. */
-  optional: ['managerPin', 'managerPinHash', 'certFile', 'keyFile', 'enrolmentToken'],
+  /** managerPin or managerPinHash; certFile and keyFile, or enrolmentToken with enrolUrl. */
+  optional: ['managerPin', 'managerPinHash', 'certFile', 'keyFile', 'enrolmentToken', 'enrolUrl'],
 } as const;
 
 /** 10,000 devices per batch and 16 KiB per line: far above a roll-out, a bound on a wrong file. */
@@ -181,6 +181,7 @@ export function loadDevices(csvFile: string, nowMs = Date.now()): StampDevice[] 
       storeId: get('storeId') ?? '',
       brokerUrl: get('brokerUrl') ?? '',
       timeZone: get('timeZone') ?? '',
+      enrolUrl: get('enrolUrl'),
       'manager.id': get('managerId') ?? '',
       'manager.name': get('managerName') ?? '',
       'manager.pinHash': pinHash ?? '',

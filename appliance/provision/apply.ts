@@ -185,12 +185,11 @@ export function registerdConfig(p: Provisioning, dataDir: string): Record<string
     seed: { cashiersFile: abs(DATA_FILES.cashiersSeed) },
     cloud: {
       brokerUrl: p.brokerUrl,
-      // With an enrolment token there is no client certificate yet: the enrolment client writes
-      // tls/device.crt and tls/device.key and adds `tls`. Until then the broker refuses the register.
-      ...(p.credentials.kind === 'certificate'
-        ? {
-            tls: { caFile: abs(DATA_FILES.ca), certFile: abs(DATA_FILES.cert), keyFile: abs(DATA_FILES.key) },
-          }
+      tls: { caFile: abs(DATA_FILES.ca), certFile: abs(DATA_FILES.cert), keyFile: abs(DATA_FILES.key) },
+      // With a token there is no client certificate yet: registerd enrols (cloud-bridge/enrol.ts),
+      // writes tls/device.crt and tls/device.key and removes the token; it sells offline meanwhile.
+      ...(p.credentials.kind === 'token'
+        ? { enrol: { url: p.enrolUrl, tokenFile: abs(DATA_FILES.token) } }
         : {}),
     },
   };

@@ -4,6 +4,7 @@
 // the same things. The text file is parsed as data, line by line; it is never sourced by a shell.
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
+import { ENROL_TOKEN, enrolUrlProblem } from '../../cloud-bridge/protocol/enrol.js';
 import { CashierSchema } from '../till/cashiers.js';
 
 /** The folder on the boot partition that holds the provisioning files. */
@@ -90,6 +91,16 @@ export const ProvisionTextSchema = z
       const problem = timeZoneProblem(v);
       if (problem) ctx.addIssue({ code: 'custom', message: problem });
     }),
+    /** With an enrolment token: the ledger's https:// enrolment URL (…/api/enrol, or its origin). */
+    enrolUrl: z
+      .string()
+      .superRefine((v, ctx) => {
+        const problem = /^https:\/\//i.test(v)
+          ? enrolUrlProblem(v)
+          : 'an https:// URL of the ledger, e.g. https://ledger.example.com/api/enrol';
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .optional(),
     /** The first manager, who can then clock in before the ledger's cashier list arrives. */
     'manager.id': CashierSchema.shape.id,
     'manager.name': CashierSchema.shape.name,
@@ -123,6 +134,8 @@ export interface Provisioning {
   storeId: string;
   brokerUrl: string;
   timeZone: string;
+  /** Where a token is exchanged for a certificate (with token credentials only). */
+  enrolUrl?: string | undefined;
   manager: { id: string; name: string; pinHash: string };
   caPem: Buffer;
   credentials: Credentials;
@@ -194,7 +207,13 @@ export function parseKeyValueText(text: Buffer, fileName: string): { lines: Line
 export function renderProvisionText(values: ProvisionText, comment?: string): Buffer {
   const keys = Object.keys(ProvisionTextSchema.shape) as (keyof ProvisionText)[];
   const head = comment ? `# ${comment}\n` : '';
-  return Buffer.from(head + keys.map((k) => `${k} = ${values[k]}\n`).join(''));
+  return Buffer.from(
+    head +
+      keys
+        .filter((k) => values[k] !== undefined)
+        .map((k) => `${k} = ${values[k]}\n`)
+        .join(''),
+  );
 }
 
 function subjectCommonName(cert: X509Certificate): string | undefined {
@@ -256,7 +275,7 @@ function keyMatches(cert: X509Certificate, key: KeyObject): boolean {
 }
 
 /** A one-time enrolment token: one line of base64url, 32–256 characters. */
-const TOKEN = /^[A-Za-z0-9_-]{32,256}$/;
+const TOKEN = ENROL_TOKEN;
 
 /**
  * Names a place in the input for a message: a file, and within provision.txt a key and its line.
@@ -315,6 +334,10 @@ export function validateProvisioning(
     if (files.token.length > 1024 || !TOKEN.test(token))
       issues.push(`${file('token')}: one line of 32 to 256 characters of A-Z a-z 0-9 _ -`);
     else credentials = { kind: 'token', token };
+    if (text && text.enrolUrl === undefined)
+      issues.push(
+        `${describe('provision', 'enrolUrl')}: missing (a token is exchanged for a certificate there: https://…/api/enrol)`,
+      );
   } else if (!hasCertificate) {
     issues.push(`${file('cert')}: missing (with ${BOOT_FILES.key}, or ${BOOT_FILES.token} instead)`);
   } else if (!files.cert) {
@@ -351,6 +374,7 @@ export function validateProvisioning(
     storeId: text.storeId,
     brokerUrl: text.brokerUrl,
     timeZone: text.timeZone,
+    ...(text.enrolUrl !== undefined && credentials.kind === 'token' ? { enrolUrl: text.enrolUrl } : {}),
     manager: { id: text['manager.id'], name: text['manager.name'], pinHash: text['manager.pinHash'] },
     caPem: files.ca,
     credentials,

@@ -4,11 +4,8 @@
 //   ledger operator add NAME --role admin|viewer [--replace] [--db URL]
 //   ledger operator list [--db URL]
 //   ledger operator remove NAME [--db URL]
-import { mkdirSync } from 'node:fs';
-import * as path from 'node:path';
 import { createInterface } from 'node:readline';
-import { openLedgerDb } from '../db/open.js';
-import { isLedgerError } from '../errors.js';
+import { CLI_EXIT, defaultDbUrl, withBooks } from '../db/cli-books.js';
 import {
   addOperator,
   listOperators,
@@ -22,8 +19,7 @@ const USAGE =
   '       ledger operator list [--db URL]\n' +
   '       ledger operator remove NAME [--db URL]';
 
-/** Exit statuses: 0 done, 64 usage (EX_USAGE), 65 bad data (EX_DATAERR), 1 anything else. */
-export const OPERATOR_EXIT = { ok: 0, usage: 64, data: 65, failed: 1 } as const;
+export const OPERATOR_EXIT = CLI_EXIT;
 
 /** The first line of stdin, at most 1 KiB; empty when stdin ends first. */
 async function firstLine(input: NodeJS.ReadableStream): Promise<string> {
@@ -49,7 +45,7 @@ export async function runOperatorCli(
   const err = io.err ?? ((l: string) => process.stderr.write(`${l}\n`));
   const [command, ...rest] = argv;
   const positional: string[] = [];
-  let db = env.LEDGER_DB || 'sqlite:./ledger-data/ledger.db';
+  let db = defaultDbUrl(env);
   let role: string | undefined;
   let replace = false;
   for (let i = 0; i < rest.length; i++) {
@@ -79,16 +75,7 @@ export async function runOperatorCli(
     err(`--role is admin or viewer, not ${role}`);
     return OPERATOR_EXIT.usage;
   }
-  if (db.startsWith('sqlite:') && db !== 'sqlite::memory:')
-    mkdirSync(path.dirname(path.resolve(db.slice('sqlite:'.length))), { recursive: true });
-  let ldb;
-  try {
-    ldb = await openLedgerDb(db);
-  } catch (e) {
-    err(`cannot open the books: ${(e as Error).message}`);
-    return OPERATOR_EXIT.failed;
-  }
-  try {
+  return withBooks(db, err, async (ldb) => {
     if (command === 'list') {
       for (const o of await listOperators(ldb)) out(JSON.stringify(o));
       return OPERATOR_EXIT.ok;
@@ -107,14 +94,5 @@ export async function runOperatorCli(
     });
     out(JSON.stringify(operator));
     return OPERATOR_EXIT.ok;
-  } catch (e) {
-    if (isLedgerError(e)) {
-      err(`${e.code}: ${e.message}`);
-      return OPERATOR_EXIT.data;
-    }
-    err(String((e as Error)?.message ?? e));
-    return OPERATOR_EXIT.failed;
-  } finally {
-    await ldb.close();
-  }
+  });
 }

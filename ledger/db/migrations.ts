@@ -378,9 +378,30 @@ const operators: Migration = {
   },
 };
 
+/** Enrolment tokens for registers provisioned without a certificate (ledger/enrol/). */
+const enrolments: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('enrolments')
+      .addColumn('device_id', 'text', (c) => c.primaryKey())
+      .addColumn('store_id', 'text', notNull)
+      .addColumn('token_sha256', 'text', (c) => c.notNull().unique())
+      .addColumn('created_at', 'bigint', notNull)
+      .addColumn('expires_at', 'bigint', notNull)
+      .addColumn('redeemed_at', 'bigint')
+      .addColumn('public_key_sha256', 'text')
+      .addColumn('certificate', 'text')
+      .addColumn('serial', 'text')
+      .execute();
+  },
+  async down(db: Kysely<unknown>) {
+    await db.schema.dropTable('enrolments').execute();
+  },
+};
+
 /** The migrations by name; names sort in the order they run. */
 export function ledgerMigrations(dialect: Dialect): Record<string, Migration> {
-  return { '0001_books': books(dialect), '0002_operators': operators };
+  return { '0001_books': books(dialect), '0002_operators': operators, '0003_enrolments': enrolments };
 }
 
 export function migrationProvider(dialect: Dialect): MigrationProvider {

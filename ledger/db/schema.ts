@@ -313,6 +313,21 @@ export interface OperatorTable {
   updated_at: number;
 }
 
+/** One-time enrolment tokens, one per device, and what each was redeemed for (ledger/enrol/). */
+export interface EnrolmentTable {
+  device_id: string;
+  store_id: string;
+  /** sha256 of the token, hex: the token itself is shown once, to the operator, and kept nowhere. */
+  token_sha256: string;
+  created_at: number;
+  expires_at: number;
+  redeemed_at: number | null;
+  /** sha256 of the public key the certificate was issued for: a retry with that key gets it again. */
+  public_key_sha256: string | null;
+  certificate: string | null;
+  serial: string | null;
+}
+
 export interface LedgerSchema {
   inbox: InboxTable;
   device_cursors: DeviceCursorTable;
@@ -334,4 +349,5 @@ export interface LedgerSchema {
   events_unhandled: UnhandledEventTable;
   store_documents: StoreDocumentTable;
   operators: OperatorTable;
+  enrolments: EnrolmentTable;
 }

@@ -3,130 +3,17 @@
 // publishes on its own journal; on another device's it is silently dropped (MQTT 3.1.1 has no way to
 // say no to a PUBLISH); a client without a certificate does not get a session.
 import t from 'tap';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
-import { tmpdir, userInfo } from 'node:os';
-import * as path from 'node:path';
-import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
+import { readFileSync } from 'node:fs';
+import { connectAsync, type MqttClient } from 'mqtt';
 import { LedgerConsumer } from '../../ledger/consumer.js';
 import { topics, type Ack } from '../../cloud-bridge/protocol/wire.js';
+import { startTlsMosquitto } from '../support/mosquitto-tls.js';
 
-const MOSQUITTO = '/usr/sbin/mosquitto';
-const DOCS = path.join(import.meta.dirname, '../../docs/mosquitto');
-
-const missing = [MOSQUITTO, '/usr/bin/openssl'].filter((f) => !existsSync(f));
-if (missing.length) {
-  t.fail(`needs ${missing.join(' and ')}`);
-  process.exit(1);
-}
-
-const dir = mkdtempSync(path.join(tmpdir(), 'ledger-sec-'));
-t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-const file = (name: string) => path.join(dir, name);
-
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-/** A P-256 key and a certificate for `cn` signed by the test CA, as docs/security.md issues them. */
-function issue(name: string, cn: string, extensions: string[]): void {
-  openssl('ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}.key`);
-  openssl('req', '-new', '-key', `${name}.key`, '-subj', `/CN=${cn}`, '-out', `${name}.csr`);
-  writeFileSync(file(`${name}.ext`), extensions.join('\n') + '\n');
-  openssl(
-    'x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
-    '-days', '2', '-sha256', '-extfile', `${name}.ext`, '-out', `${name}.crt`,
-  ); // prettier-ignore
-}
-
-openssl('ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ca.key');
-openssl(
-  'req', '-x509', '-new', '-key', 'ca.key', '-sha256', '-days', '2', '-subj', '/CN=Test Ledger CA',
-  '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
-  '-out', 'ca.crt',
-); // prettier-ignore
-const client = ['basicConstraints=CA:FALSE', 'keyUsage=digitalSignature', 'extendedKeyUsage=clientAuth'];
-issue('server', '127.0.0.1', [
-  'basicConstraints=CA:FALSE',
-  'keyUsage=digitalSignature,keyEncipherment',
-  'extendedKeyUsage=serverAuth',
-  'subjectAltName=IP:127.0.0.1',
-]);
-issue('till-a', 'till-a', client);
-issue('till-b', 'till-b', client);
-issue('ledger', 'ledger', client);
-
-/**
- * docs/mosquitto/mosquitto.conf for a throwaway broker: our port and temp paths, no persistence, logs
- * on stdout; every security setting as documented.
- */
-function testConfig(port: number): string {
-  const out: string[] = [];
-  for (const line of readFileSync(path.join(DOCS, 'mosquitto.conf'), 'utf8').split('\n')) {
-    const [key] = line.split(/\s+/, 1);
-    const replaced: Record<string, string | null> = {
-      acl_file: `acl_file ${file('acl')}`,
-      persistence: 'persistence false',
-      persistence_location: null,
-      autosave_interval: null,
-      log_dest: 'log_dest stderr',
-      listener: `listener ${port} 127.0.0.1`,
-      cafile: `cafile ${file('ca.crt')}`,
-      certfile: `certfile ${file('server.crt')}`,
-      keyfile: `keyfile ${file('server.key')}`,
-    };
-    if (key && key in replaced) {
-      const r = replaced[key];
-      if (r !== null) out.push(r!);
-    } else out.push(line);
-  }
-  // Run as us (as root it would switch to the mosquitto user, who cannot read our temp dir).
-  out.push(`user ${userInfo().username}`, 'log_type all');
-  return out.join('\n') + '\n';
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
-
-async function startMosquitto(): Promise<{ port: number; proc: ChildProcess; log: string[] }> {
-  const port = await freePort();
-  writeFileSync(file('acl'), readFileSync(path.join(DOCS, 'acl')));
-  writeFileSync(file('mosquitto.conf'), testConfig(port));
-  const proc = spawn(MOSQUITTO, ['-c', file('mosquitto.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const log: string[] = [];
-  await new Promise<void>((resolve, reject) => {
-    const onLine = (chunk: Buffer) => {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) {
-        log.push(line);
-        if (/running$/.test(line)) resolve();
-      }
-    };
-    proc.stdout!.on('data', onLine);
-    proc.stderr!.on('data', onLine);
-    proc.once('exit', (code) => reject(new Error(`mosquitto exited ${code}: ${log.join('\n')}`)));
-  });
-  return { port, proc, log };
-}
-
-const broker = await startMosquitto();
-t.teardown(async () => {
-  if (broker.proc.exitCode !== null) return;
-  const exited = new Promise((resolve) => broker.proc.once('exit', resolve));
-  broker.proc.kill('SIGTERM');
-  await exited;
-});
-const url = `mqtts://127.0.0.1:${broker.port}`;
-const tlsAs = (name: string): IClientOptions => ({
-  ca: readFileSync(file('ca.crt')),
-  cert: readFileSync(file(`${name}.crt`)),
-  key: readFileSync(file(`${name}.key`)),
-});
+const broker = await startTlsMosquitto(t);
+const { url, file, openssl, tlsAs } = broker;
+broker.issue('till-a', 'till-a');
+broker.issue('till-b', 'till-b');
+broker.issue('ledger', 'ledger');
 
 async function device(name: string): Promise<MqttClient> {
   const c = await connectAsync(url, { ...tlsAs(name), clientId: name, reconnectPeriod: 0, clean: true });

@@ -122,14 +122,25 @@ t.test('the machine-id is made once and survives a re-provisioning', async (t) =
 
 t.test('an enrolment token instead of a certificate', async (t) => {
   const token = 'tok_' + 'A1b2C3d4'.repeat(6);
-  const r = root({ provision: provisionText(), ca: pki.caCrt, token: `${token}\n` });
+  const enrolUrl = 'https://ledger.example.com/api/enrol';
+  const r = root({ provision: provisionText({ enrolUrl }), ca: pki.caCrt, token: `${token}\n` });
   t.equal(run(r).outcome, 'applied');
   t.equal(fs.readFileSync(dataFile(r, DATA_FILES.token), 'utf8'), `${token}\n`);
   t.equal(mode(dataFile(r, DATA_FILES.token)), 0o600);
   t.notOk(fs.existsSync(bootFile(r, BOOT_FILES.token)), 'the token left the boot partition');
   const config = loadConfig(dataFile(r, DATA_FILES.config), {});
   t.equal(config.cloud.brokerUrl, 'mqtts://mqtt.example.com:8883');
-  t.equal(config.cloud.tls, undefined, 'no client certificate yet');
+  t.same(
+    config.cloud.tls,
+    {
+      caFile: dataFile(r, DATA_FILES.ca),
+      certFile: dataFile(r, DATA_FILES.cert),
+      keyFile: dataFile(r, DATA_FILES.key),
+    },
+    'where the enrolled certificate and key will go',
+  );
+  t.notOk(fs.existsSync(dataFile(r, DATA_FILES.cert)), 'no client certificate yet');
+  t.same(config.cloud.enrol, { url: enrolUrl, tokenFile: dataFile(r, DATA_FILES.token) }, 'registerd enrols');
   t.equal(run(r).outcome, 'unchanged');
 });
 
@@ -228,6 +239,22 @@ const bad: [string, (b: BootContent) => BootContent, RegExp][] = [
     'a plain PIN instead of its hash',
     (b) => ({ ...b, provision: provisionText({ 'manager.pinHash': '1234' }) }),
     /manager\.pinHash: a scrypt/,
+  ],
+  [
+    'a token without an enrolment URL',
+    (b) => ({ ...b, cert: undefined, key: undefined, token: 'A'.repeat(40) }),
+    /provision\.txt: enrolUrl: missing/,
+  ],
+  [
+    'an enrolment URL that is not https',
+    (b) => ({
+      ...b,
+      provision: provisionText({ enrolUrl: 'http://ledger.example.com/api/enrol' }),
+      cert: undefined,
+      key: undefined,
+      token: 'A'.repeat(40),
+    }),
+    /provision\.txt line \d+: enrolUrl: an https:\/\/ URL of the ledger/,
   ],
   [
     'a token of the wrong shape',

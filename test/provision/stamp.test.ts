@@ -63,11 +63,11 @@ for (const id of ['till-a', 'till-b']) {
 }
 const TOKEN = 'enrol_' + 'Zq8xY2w3'.repeat(5);
 const HEADER =
-  'deviceId,storeId,brokerUrl,timeZone,managerId,managerName,managerPin,managerPinHash,caFile,certFile,keyFile,enrolmentToken';
+  'deviceId,storeId,brokerUrl,timeZone,managerId,managerName,managerPin,managerPinHash,caFile,certFile,keyFile,enrolmentToken,enrolUrl';
 const rows = [
-  `till-a,store-1,mqtts://mqtt.example.com:8883,Europe/Berlin,mia,Mia,${MANAGER_PIN},,pki/ca.crt,pki/till-a.crt,pki/till-a.key,`,
-  `till-b,store-1,mqtts://mqtt.example.com,America/New_York,bo,"Bo ""the boss"", Jr",,${MANAGER_PIN_HASH},pki/ca.crt,pki/till-b.crt,pki/till-b.key,`,
-  `till-c,store-2,mqtts://10.0.0.5:8883,UTC,cy,Cy,${MANAGER_PIN},,pki/ca.crt,,,${TOKEN}`,
+  `till-a,store-1,mqtts://mqtt.example.com:8883,Europe/Berlin,mia,Mia,${MANAGER_PIN},,pki/ca.crt,pki/till-a.crt,pki/till-a.key,,`,
+  `till-b,store-1,mqtts://mqtt.example.com,America/New_York,bo,"Bo ""the boss"", Jr",,${MANAGER_PIN_HASH},pki/ca.crt,pki/till-b.crt,pki/till-b.key,,`,
+  `till-c,store-2,mqtts://10.0.0.5:8883,UTC,cy,Cy,${MANAGER_PIN},,pki/ca.crt,,,${TOKEN},https://ledger.example.com/api/enrol`,
 ];
 const writeCsv = (name: string, lines: string[]) => {
   const file = path.join(dir, name);
