@@ -14,7 +14,7 @@
 // Directories themselves (mkdirp) are created on the disk at once.
 // What this does not model: a disk that reorders the pages of one flush, and sync errors (EIO). The
 // in-process crash suite (test/crash, test/support/fault-fs.ts) covers both.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { JournalFs, OpenMode } from '../../appliance/journal/fs.js';
@@ -30,6 +30,8 @@ export interface PowerPlan {
   afterSteps?: number;
   /** Turn the sector being written at the cut into junk first. */
   junk?: boolean;
+  /** Which junk, for a replay: zeros for an even seed, else bytes derived from it. Default afterSteps. */
+  junkSeed?: number;
   /**
    * A disk that lies: fdatasync returns without writing anything. Only for showing that the soak
    * notices (test/soak); no journal can keep its promises on such a disk.
@@ -62,6 +64,14 @@ type DirOp =
   | { kind: 'rename'; from: string; to: string }
   | { kind: 'unlink'; name: string };
 
+/** A sector of junk, the same for the same seed: zeros (even) or pseudo-random bytes (odd). */
+export function junkSector(seed: number): Buffer {
+  if (seed % 2 === 0) return Buffer.alloc(SECTOR);
+  const out = Buffer.alloc(SECTOR);
+  for (let i = 0; i < SECTOR; i += 32) createHash('sha256').update(`junk:${seed}:${i}`).digest().copy(out, i);
+  return out;
+}
+
 function errno(code: string, what: string): NodeJS.ErrnoException {
   const err = new Error(`${code}: ${what}`) as NodeJS.ErrnoException;
   err.code = code;
@@ -90,7 +100,7 @@ export class PowerFs implements JournalFs {
     if (at === undefined || this.steps < at) return;
     if (this.opts.plan?.junk && sector) {
       const start = Math.floor(sector.at / SECTOR) * SECTOR;
-      const junk = Math.random() < 0.5 ? Buffer.alloc(SECTOR) : randomBytes(SECTOR);
+      const junk = junkSector(this.opts.plan.junkSeed ?? at);
       fs.writeSync(sector.fd, junk, 0, SECTOR, start);
     }
     (this.opts.cut ?? (() => process.kill(process.pid, 'SIGKILL') as never))();

@@ -9,6 +9,7 @@ import { PowerFs } from './power-fs.js';
 const PlanSchema = z.strictObject({
   afterSteps: z.number().int().min(1).optional(),
   junk: z.boolean().optional(),
+  junkSeed: z.number().int().min(0).optional(),
   lie: z.boolean().optional(),
 });
 

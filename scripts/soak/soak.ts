@@ -507,9 +507,9 @@ async function soakRegister(
     tally.cycles++;
     const plan: PowerPlan =
       kind === 'inside'
-        ? { afterSteps: rng.int(5, 250), junk: rng.chance(0.5) }
+        ? { afterSteps: rng.int(5, 250), junk: rng.chance(0.5), junkSeed: rng.int(0, 2 ** 31 - 1) }
         : kind === 'recovery' && rng.chance(0.5)
-          ? { afterSteps: rng.int(1, 12), junk: rng.chance(0.5) }
+          ? { afterSteps: rng.int(1, 12), junk: rng.chance(0.5), junkSeed: rng.int(0, 2 ** 31 - 1) }
           : {};
     // A kill before the register is ready: after a random part of its start.
     const early = kind === 'recovery' && plan.afterSteps === undefined ? rng.int(0, 400) : null;

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { HIDDEN_PREFIX, PAGE, PowerFs } from '../../../scripts/soak/power-fs.js';
+import { HIDDEN_PREFIX, junkSector, PAGE, PowerFs } from '../../../scripts/soak/power-fs.js';
 import { writeFileAtomic } from '../../../appliance/journal/fs.js';
 
 class Cut extends Error {}
@@ -129,5 +129,25 @@ t.test('truncate then extend reads zeros in between, before and after the flush'
   io.fdatasync(fd);
   io.close(fd);
   t.same(new PowerFs().readFile(file), want);
+  t.end();
+});
+
+t.test('junk is the same for the same seed: zeros for an even one, noise for an odd one', (t) => {
+  t.ok(
+    junkSector(4).every((b) => b === 0),
+    'even: zeros',
+  );
+  const odd = junkSector(7);
+  t.ok(odd.equals(junkSector(7)), 'replayable');
+  t.notOk(odd.equals(junkSector(9)), 'another seed, other bytes');
+  t.ok(new Set(odd).size > 100, 'noise, not a pattern');
+  const dir = tmp(t);
+  const file = path.join(dir, 'seg');
+  writeFileAtomic(new PowerFs(), file, Buffer.alloc(2 * PAGE, 0x61));
+  const io = new PowerFs({ plan: { afterSteps: 1, junk: true, junkSeed: 7 }, cut });
+  const fd = io.open(file, 'update');
+  io.write(fd, Buffer.alloc(PAGE, 0x62), 0);
+  t.throws(() => io.fdatasync(fd), { message: 'power cut' });
+  t.ok(new PowerFs().readFile(file).subarray(0, 512).equals(odd), "the torn sector holds the seed's junk");
   t.end();
 });
