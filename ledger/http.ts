@@ -3,6 +3,7 @@
 // `{error: {code, message, details?}}` with the ledger's stable codes. Routes say who may call them;
 // the fleet page adds its own routes (HTML, SVG, server-sent events) through the same table.
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
 import { MAX_PAYLOAD_BYTES, topics, WireId } from '../cloud-bridge/protocol/wire.js';
@@ -235,6 +236,7 @@ export class LedgerHttpApi {
   private readonly log: Logger;
   private boundPort = 0;
   private host = '127.0.0.1';
+  private tls = false;
   /** Responses left open (server-sent events), ended first on stop. */
   private readonly streams = new Set<http.ServerResponse>();
 
@@ -248,12 +250,24 @@ export class LedgerHttpApi {
   }
 
   get url(): string {
-    return `http://${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.boundPort}`;
+    const scheme = this.tls ? 'https' : 'http';
+    return `${scheme}://${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.boundPort}`;
   }
 
-  /** Listens on host:port (0: any free port); resolves with the bound port. */
-  async start(port: number, host = '127.0.0.1'): Promise<{ port: number; url: string }> {
-    const server = http.createServer((req, res) => void this.serve(req, res));
+  /**
+   * Listens on host:port (0: any free port); resolves with the bound port. With `tls` (a certificate
+   * and key, PEM) it speaks HTTPS: what registers enrolling from the field need (docs/operators.md).
+   */
+  async start(
+    port: number,
+    host = '127.0.0.1',
+    tls?: { cert: Buffer; key: Buffer },
+  ): Promise<{ port: number; url: string }> {
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.serve(req, res);
+    const server = tls
+      ? https.createServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, handler)
+      : http.createServer(handler);
+    this.tls = tls !== undefined;
     server.requestTimeout = HTTP_DEFAULTS.requestTimeoutMs;
     server.headersTimeout = Math.min(HTTP_DEFAULTS.requestTimeoutMs, 60_000);
     server.keepAliveTimeout = HTTP_DEFAULTS.keepAliveTimeoutMs;

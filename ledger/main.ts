@@ -6,13 +6,14 @@
 //   ledger [--db sqlite:PATH|postgres://…] [--mqtt embedded[:PORT]|mqtt(s)://…] [--http PORT]
 //          [--host H] [--shared] [--share-group NAME] [--consumers N] [--client-id PREFIX]
 //          [--mqtt-ca FILE --mqtt-cert FILE --mqtt-key FILE] [--api-auth required|loopback]
-//          [--forward-deadline-hours H] [--secure-cookies] [--enrol-ca-cert FILE --enrol-ca-key FILE]
-//          [--enrol-days D]
+//          [--forward-deadline-hours H] [--secure-cookies] [--https-cert FILE --https-key FILE]
+//          [--enrol-ca-cert FILE --enrol-ca-key FILE] [--enrol-days D]
 //   ledger operator add NAME --role admin|viewer [--replace] | list | remove NAME   [--db …]
 //   ledger enrol add DEVICE --store STORE [--valid-hours H] [--replace] | list | remove DEVICE   [--db …]
 import { mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { topics } from '../cloud-bridge/protocol/wire.js';
@@ -94,6 +95,9 @@ export const LedgerOptionsSchema = z
     forwardDeadlineHours: z.number().min(1).max(168).default(LEDGER_DEFAULTS.forwardDeadlineHours),
     /** Mark the session cookie Secure: the page is served over TLS (a proxy in front terminates it). */
     secureCookies: z.boolean().default(false),
+    /** Serve HTTPS with this certificate and key (PEM files): both or neither. Cookies are Secure then. */
+    httpsCert: z.string().optional(),
+    httpsKey: z.string().optional(),
     /** Bearer token for programs with admin rights (LEDGER_API_TOKEN; never a flag, argv is public). */
     apiToken: z.string().min(32).max(256).optional(),
     /** Bearer token for the web shop: online orders only (LEDGER_SHOP_TOKEN). */
@@ -122,6 +126,12 @@ export const LedgerOptionsSchema = z
       });
     if ((o.mqttCert === undefined) !== (o.mqttKey === undefined))
       ctx.addIssue({ code: 'custom', path: ['mqttCert'], message: '--mqtt-cert and --mqtt-key go together' });
+    if ((o.httpsCert === undefined) !== (o.httpsKey === undefined))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['httpsCert'],
+        message: '--https-cert and --https-key go together',
+      });
     if ((o.enrolCaCert === undefined) !== (o.enrolCaKey === undefined))
       ctx.addIssue({
         code: 'custom',
@@ -141,7 +151,7 @@ const USAGE =
   'usage: ledger [--db sqlite:PATH|postgres://…] [--mqtt embedded[:PORT]|mqtt(s)://…] [--http PORT] ' +
   '[--host H] [--shared] [--share-group NAME] [--consumers N] [--client-id PREFIX] [--mqtt-ca FILE --mqtt-cert FILE --mqtt-key FILE] ' +
   '[--api-auth required|loopback] [--forward-deadline-hours H] [--secure-cookies] ' +
-  '[--enrol-ca-cert FILE --enrol-ca-key FILE] [--enrol-days D]\n' +
+  '[--https-cert FILE --https-key FILE] [--enrol-ca-cert FILE --enrol-ca-key FILE] [--enrol-days D]\n' +
   '       ledger operator add NAME --role admin|viewer [--replace] | list | remove NAME  [--db …]\n' +
   '       ledger enrol add DEVICE --store STORE [--valid-hours H] [--replace] | list | remove DEVICE  [--db …]';
 
@@ -166,6 +176,8 @@ export function parseLedgerArgs(
     '--forward-deadline-hours',
     '--enrol-ca-cert',
     '--enrol-ca-key',
+    '--https-cert',
+    '--https-key',
     '--enrol-days',
   ];
   for (let i = 0; i < argv.length; i++) {
@@ -212,6 +224,8 @@ export function parseLedgerArgs(
       flags.get('--secure-cookies') === true ||
       env.LEDGER_SECURE_COOKIES === '1' ||
       env.LEDGER_SECURE_COOKIES === 'true',
+    httpsCert: pick('--https-cert', 'LEDGER_HTTPS_CERT'),
+    httpsKey: pick('--https-key', 'LEDGER_HTTPS_KEY'),
     enrolCaCert: pick('--enrol-ca-cert', 'LEDGER_ENROL_CA_CERT'),
     enrolCaKey: pick('--enrol-ca-key', 'LEDGER_ENROL_CA_KEY'),
     enrolDays:
@@ -314,6 +328,18 @@ export async function startLedger(
         );
       }
     }
+    let httpsTls: { cert: Buffer; key: Buffer } | undefined;
+    if (o.httpsCert && o.httpsKey) {
+      try {
+        httpsTls = { cert: readFileSync(o.httpsCert), key: readFileSync(o.httpsKey) };
+        createSecureContext(httpsTls); // a certificate and key that do not belong together fail here
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw new LedgerUsageError(
+          e.path ? `HTTPS: cannot read ${e.path} (${e.code})` : `HTTPS: ${e.message}`,
+        );
+      }
+    }
     const ldb = await openLedgerDb(o.db);
     cleanup.push(() => ldb.close());
     log.info({ db: redact(o.db), dialect: ldb.dialect }, 'books open');
@@ -362,7 +388,7 @@ export async function startLedger(
       ldb,
       apiAuth: o.apiAuth as ApiAuthMode,
       apiTokens,
-      secureCookies: o.secureCookies,
+      secureCookies: o.secureCookies || httpsTls !== undefined,
       ...(extras.authClock ? { clock: extras.authClock } : {}),
     });
 
@@ -439,11 +465,11 @@ export async function startLedger(
       onChange: () => live.notify('devices', 'sales', 'stock', 'exceptions'),
     });
     try {
-      await http.start(o.http, o.host);
+      await http.start(o.http, o.host, httpsTls);
     } catch (err) {
       if (!(isAddressInUse(err) && o.defaultPorts.http)) throw err;
       log.warn({ port: o.http }, 'default HTTP port busy: taking a free one');
-      await http.start(0, o.host);
+      await http.start(0, o.host, httpsTls);
     }
     cleanup.push(() => http.stop());
     live.start();
@@ -452,7 +478,7 @@ export async function startLedger(
     let stopped: Promise<void> | undefined;
     const ledger: RunningLedger = {
       mqttUrl: redact(mqttUrl),
-      httpUrl: `http://${reachable(o.host)}:${http.port}`,
+      httpUrl: `${httpsTls ? 'https' : 'http'}://${reachable(o.host)}:${http.port}`,
       ldb,
       consumers,
       broker,

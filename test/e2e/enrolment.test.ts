@@ -1,13 +1,11 @@
 // A register provisioned with a one-time token, end to end: an operator issues the token
 // (`ledger enrol add`), the card carries it with the CA and an https:// enrolment URL, provisioning
 // installs it, registerd sells at once (offline) while it enrols — its own key, the token, the
-// ledger's HTTPS front — and then connects to a Mosquitto that takes only client certificates from
+// ledger over HTTPS — and then connects to a Mosquitto that takes only client certificates from
 // the fleet CA (docs/mosquitto/), as the CN the ledger signed. The sale lands in the books.
 import t from 'tap';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { loadConfig } from '../../appliance/config.js';
 import { silentLogger } from '../../appliance/log.js';
@@ -31,15 +29,12 @@ const ledger = await startTestLedger(t, ledgerDir, {
   mqttKey: broker.file('ledger.key'),
   enrolCaCert: broker.file('ca.crt'),
   enrolCaKey: broker.file('ca.key'),
+  // HTTPS with a server certificate from the fleet CA: the register trusts nothing else.
+  httpsCert: broker.file('server.crt'),
+  httpsKey: broker.file('server.key'),
 });
-// The ledger's HTTP API behind TLS, as in the field (a TLS front with the server certificate).
-const front = createServer(
-  { cert: readFileSync(broker.file('server.crt')), key: readFileSync(broker.file('server.key')) },
-  (req, res) => void ledger.http.serve(req, res),
-);
-await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
-t.teardown(() => new Promise<void>((resolve) => front.close(() => resolve())));
-const enrolUrl = `https://127.0.0.1:${(front.address() as AddressInfo).port}/api/enrol`;
+t.match(ledger.httpUrl, /^https:\/\/127\.0\.0\.1:\d+$/, 'the ledger speaks HTTPS');
+const enrolUrl = `${ledger.httpUrl}/api/enrol`;
 
 t.test('token on the card → certificate → a sale in the books', async (t) => {
   // The operator issues the token for till-e at the back office, against the running ledger's books.
@@ -104,4 +99,17 @@ t.test('token on the card → certificate → a sale in the books', async (t) =>
     broker.log.some((l) => /New client connected .* as register-till-e .* u'till-e'/.test(l)),
     'mosquitto took the certificate CN as the user',
   );
+});
+
+t.test('the ledger refuses HTTPS files that do not belong together, before it listens', async (t) => {
+  await t.rejects(
+    startTestLedger(t, t.testdir(), {
+      httpsCert: broker.file('server.crt'),
+      httpsKey: broker.file('ca.key'),
+    }),
+    { name: 'LedgerUsageError', message: /^HTTPS: .*key values mismatch/ },
+  );
+  await t.rejects(startTestLedger(t, t.testdir(), { httpsCert: broker.file('server.crt') }), {
+    message: /--https-cert and --https-key go together/,
+  });
 });
