@@ -51,7 +51,11 @@ export type EnrolClientErrorCode =
   /** The ledger refused (its code and message are in the message: ENROL_REFUSED, ENROL_EXPIRED…). */
   | 'ENROL_REJECTED'
   /** The ledger's answer is not a certificate for our key, signed by the CA on the card. */
-  | 'ENROL_BAD_ANSWER';
+  | 'ENROL_BAD_ANSWER'
+  /** The enrolment URL or the CA file is not usable: the card needs re-provisioning. */
+  | 'ENROL_CONFIG'
+  /** Something on the register itself failed (writing the key, reading a file). */
+  | 'ENROL_FAILED';
 
 export class EnrolClientError extends Error {
   constructor(
@@ -199,9 +203,12 @@ function postJson(
  */
 export async function enrolOnce(o: EnrolOptions): Promise<'enrolled' | 'already'> {
   const io = nodeFs;
-  if (isEnrolled(o, io)) return 'already';
+  if (isEnrolled(o, io)) {
+    removeToken(io, o.tokenFile); // a cut after the key took its name, before the token went
+    return 'already';
+  }
   const problem = enrolUrlProblem(o.url);
-  if (problem) throw new EnrolClientError('ENROL_NO_TOKEN', `enrolment URL ${o.url}: ${problem}`);
+  if (problem) throw new EnrolClientError('ENROL_CONFIG', `enrolment URL ${o.url}: ${problem}`);
   const token = readText(io, o.tokenFile)?.trim();
   if (!token || !ENROL_TOKEN.test(token))
     throw new EnrolClientError(
@@ -210,10 +217,7 @@ export async function enrolOnce(o: EnrolOptions): Promise<'enrolled' | 'already'
     );
   const ca = readText(io, o.caFile);
   if (ca === undefined)
-    throw new EnrolClientError(
-      'ENROL_NO_TOKEN',
-      `no CA certificate at ${o.caFile}: provision the card again`,
-    );
+    throw new EnrolClientError('ENROL_CONFIG', `no CA certificate at ${o.caFile}: provision the card again`);
 
   // 1. The key, made once and kept until the certificate for it is installed.
   const pending = `${o.keyFile}.pending`;
@@ -266,7 +270,15 @@ export async function enrolOnce(o: EnrolOptions): Promise<'enrolled' | 'already'
   } catch {
     throw new EnrolClientError('ENROL_BAD_ANSWER', 'the certificate in the answer is not readable');
   }
-  const caCert = new X509Certificate(ca);
+  let caCert: X509Certificate;
+  try {
+    caCert = new X509Certificate(ca);
+  } catch {
+    throw new EnrolClientError(
+      'ENROL_CONFIG',
+      `${o.caFile} is not a readable certificate: provision the card again`,
+    );
+  }
   if (!cert.checkPrivateKey(keyObject))
     throw new EnrolClientError('ENROL_BAD_ANSWER', 'the certificate is not for the key this register made');
   if (commonName(cert) !== o.deviceId)
@@ -281,11 +293,14 @@ export async function enrolOnce(o: EnrolOptions): Promise<'enrolled' | 'already'
   // 4, 5. The key takes its name; the token goes.
   io.rename(pending, o.keyFile);
   io.syncDir(path.dirname(o.keyFile));
-  if (io.size(o.tokenFile) >= 0) {
-    io.unlink(o.tokenFile);
-    io.syncDir(path.dirname(o.tokenFile));
-  }
+  removeToken(io, o.tokenFile);
   return 'enrolled';
+}
+
+function removeToken(io: JournalFs, tokenFile: string): void {
+  if (io.size(tokenFile) < 0) return;
+  io.unlink(tokenFile);
+  io.syncDir(path.dirname(tokenFile));
 }
 
 export interface EnrolmentStatus {
@@ -366,7 +381,7 @@ export class Enroller {
         const e =
           err instanceof EnrolClientError
             ? err
-            : new EnrolClientError('ENROL_NETWORK', `enrolment failed: ${(err as Error).message}`);
+            : new EnrolClientError('ENROL_FAILED', `enrolment failed here: ${(err as Error).message}`);
         this.state = 'waiting';
         this.lastError = { code: e.code, message: e.message };
         const delayMs = backoffDelayMs(this.attempts - 1, {
