@@ -5,6 +5,8 @@
 //   step                                   a crash after it leaves             the re-run
 //   0 read + validate everything           nothing changed                     starts over
 //   1 machine-id (only if none yet)        a machine-id                        keeps it
+//   1b systemd.machine_id= in cmdline.txt  the boot partition names it          leaves it (also when
+//                                                                              the stamp matches)
 //   2 tls/ files, cashier seed, config     some files new, others old          rewrites them, same bytes
 //   3 time zone (<etc>/timezone, localtime) likewise                           likewise
 //   4 the applied stamp (sha256 of input)  all of the above, durable           sees the stamp: goes to 5
@@ -105,7 +107,7 @@ export interface ProvisionOptions {
 }
 
 export type ProvisionStep =
-  'machine-id' | 'tls' | 'cashiers' | 'config' | 'timezone' | 'stamp' | 'secrets-removed';
+  'machine-id' | 'cmdline' | 'tls' | 'cashiers' | 'config' | 'timezone' | 'stamp' | 'secrets-removed';
 
 export interface ProvisionResult {
   /** applied: installed now; completed: a crashed run's last step finished; unchanged: nothing to do. */
@@ -153,6 +155,33 @@ function readStamp(io: ProvisionFs, file: string): Stamp | undefined {
 function install(io: ProvisionFs, file: string, data: Buffer, mode: number): boolean {
   if (io.size(file) === data.length && io.readFile(file).equals(data)) return false;
   writeFileAtomic(io, file, data, (tmp) => io.chmod(tmp, mode));
+  return true;
+}
+
+/** The kernel command line on the boot partition (Debian's raspi-firmware and Raspberry Pi OS). */
+export const CMDLINE_FILE = 'cmdline.txt';
+/** One line; the firmware reads at most 4 KiB of it. */
+const MAX_CMDLINE_BYTES = 4096;
+
+/**
+ * Make the boot partition's cmdline.txt say `systemd.machine_id=<id>`, so systemd (and journald, which
+ * names its files by it) has the data partition's id from the first instant of every boot, before any
+ * partition is mounted; on a read-only root there is no other place early enough. A cmdline.txt that
+ * is missing, not one line or too long is left alone (the register then gets a new id each boot,
+ * which costs journalctl's view of earlier boots, not the register's work). Returns whether it wrote.
+ */
+function cmdlineMachineId(io: ProvisionFs, bootDir: string, machineId: string): boolean {
+  const file = path.join(bootDir, CMDLINE_FILE);
+  const size = io.size(file);
+  if (size < 0 || size > MAX_CMDLINE_BYTES) return false;
+  const text = io.readFile(file).toString('latin1');
+  const line = text.replace(/\r?\n$/, '');
+  if (/[\r\n]/.test(line) || !line.trim()) return false;
+  const words = line.split(/\s+/).filter((w) => w && !w.startsWith('systemd.machine_id='));
+  const next = `${[...words, `systemd.machine_id=${machineId}`].join(' ')}\n`;
+  if (next === text) return false;
+  // FAT has no modes: the atomic replace is what matters (a torn cmdline.txt would not boot).
+  writeFileAtomic(io, file, Buffer.from(next, 'latin1'));
   return true;
 }
 
@@ -224,8 +253,15 @@ export function provision(opts: ProvisionOptions): ProvisionResult {
   const stamp = readStamp(io, data(DATA_FILES.stamp));
 
   const files = readBootFiles(io, folder);
+  /** Step 1b for a register provisioned earlier (a boot partition written anew keeps getting it). */
+  const keepCmdline = (): ProvisionStep[] => {
+    const id = readOptional(io, data(DATA_FILES.machineId))?.toString('latin1').trim();
+    return id !== undefined && MACHINE_ID.test(id) && cmdlineMachineId(io, opts.bootDir, id)
+      ? ['cmdline']
+      : [];
+  };
   if (!files) {
-    if (stamp) return { outcome: 'not-present', deviceId: stamp.deviceId, changed: [] };
+    if (stamp) return { outcome: 'not-present', deviceId: stamp.deviceId, changed: keepCmdline() };
     throw new ProvisionError(
       'PROVISION_MISSING',
       `not provisioned and no ${BOOT_FOLDER}/${BOOT_FILES.provision} on the boot partition (${opts.bootDir})`,
@@ -233,12 +269,9 @@ export function provision(opts: ProvisionOptions): ProvisionResult {
   }
   // Applied already: at most the last step (removing the secrets) is left to do.
   if (stamp && stamp.sha256 === provisioningHash(files)) {
-    const removed = removeSecrets(io, folder);
-    return {
-      outcome: removed ? 'completed' : 'unchanged',
-      deviceId: stamp.deviceId,
-      changed: removed ? ['secrets-removed'] : [],
-    };
+    const changed = keepCmdline();
+    if (removeSecrets(io, folder)) changed.push('secrets-removed');
+    return { outcome: changed.length ? 'completed' : 'unchanged', deviceId: stamp.deviceId, changed };
   }
 
   const p = validateProvisioning(files);
@@ -255,13 +288,15 @@ export function provision(opts: ProvisionOptions): ProvisionResult {
   // 1. The machine id is generated once and then kept across re-provisioning: it names the device to
   //    systemd, journald and DHCP, not to the books.
   const idFile = data(DATA_FILES.machineId);
-  const existingId = readOptional(io, idFile)?.toString('latin1').trim();
-  if (existingId === undefined || !MACHINE_ID.test(existingId)) {
-    const newId = (opts.newMachineId ?? (() => randomBytes(16).toString('hex')))();
-    if (!MACHINE_ID.test(newId)) throw new Error('a machine id is 32 lowercase hex digits');
-    install(io, idFile, Buffer.from(`${newId}\n`), MACHINE_ID_MODE);
+  let machineId = readOptional(io, idFile)?.toString('latin1').trim();
+  if (machineId === undefined || !MACHINE_ID.test(machineId)) {
+    machineId = (opts.newMachineId ?? (() => randomBytes(16).toString('hex')))();
+    if (!MACHINE_ID.test(machineId)) throw new Error('a machine id is 32 lowercase hex digits');
+    install(io, idFile, Buffer.from(`${machineId}\n`), MACHINE_ID_MODE);
     changed.push('machine-id');
   }
+  // 1b. …and systemd gets it from the kernel command line, from the next boot on.
+  if (cmdlineMachineId(io, opts.bootDir, machineId)) changed.push('cmdline');
 
   // 2. The broker's CA and this register's credentials, the manager seed, then the config naming them.
   const tlsDir = data(DATA_FILES.tlsDir);

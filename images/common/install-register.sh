@@ -70,38 +70,28 @@ systemd-sysusers --root="$root" "$root/usr/lib/sysusers.d/register.conf"
 # The image's own system files: journald's cap, the provisioning drop-in, overlayroot's setting.
 cp -R "$here/rootfs/." "$root/"
 
-# The machine id lives on the data partition, made there once by provisioning (docs/operators.md,
-# "The machine id and a read-only root"); the image's own /etc/machine-id is empty.
+# The machine id lives on the data partition, made there once by provisioning, which also writes it
+# onto the kernel command line (systemd.machine_id= in cmdline.txt): systemd has it from the first
+# instant of the next boot, before any partition is mounted, and journald names its files by it
+# (docs/operators.md, "The machine id and a read-only root"). Until then (the first boot) the empty
+# file gives a transient id. A bind mount of the data partition's file came too late for journald
+# and lost to systemd's own transient mount (seen booting the image under qemu: images/qemu/).
 : >"$root/etc/machine-id"
-cat >"$root/etc/systemd/system/etc-machine\\x2did.mount" <<'UNIT'
-# /etc/machine-id from the data partition (images/common/install-register.sh).
-[Unit]
-Description=Machine id from the data partition
-ConditionPathExists=/var/lib/register/machine-id
-Requires=var-lib-register.mount
-After=var-lib-register.mount register-provision.service
-
-[Mount]
-What=/var/lib/register/machine-id
-Where=/etc/machine-id
-Type=none
-Options=bind,ro
-
-[Install]
-WantedBy=multi-user.target
-UNIT
+rm -f "$root/etc/systemd/system/etc-machine\\x2did.mount" "$root/etc/systemd/system/multi-user.target.wants/etc-machine\\x2did.mount"
 # register-provision has no [Install] section: registerd.service wants it.
-systemctl --root="$root" enable registerd.service register-ui.service 'etc-machine\x2did.mount'
+systemctl --root="$root" enable registerd.service register-ui.service
 
 # The data partition, mounted at /data; registerd's state and journald's files are bound from it
 # onto the paths the units and journald know. Every mount is nofail: without the card's data
 # partition the register boots and says so (registerd needs /var/lib/register and stays down)
-# instead of stopping in emergency mode with no till on the screen.
+# instead of stopping in emergency mode with no till on the screen. The device timeout counts from the
+# start of the boot, before udev runs: 90 s (systemd's default) so a slow boot still finds the
+# partition; with nofail nothing else waits for it (the till starts at once).
 # (/ and /boot/firmware are the recipe's: each names its partitions its own way.)
 sed -i -e '/[[:space:]]\/data[[:space:]]/d' -e '/[[:space:]]\/var\/lib\/register[[:space:]]/d' \
   -e '/[[:space:]]\/var\/log\/journal[[:space:]]/d' "$root/etc/fstab"
 cat >>"$root/etc/fstab" <<'EOF'
-LABEL=register-data /data             ext4 noatime,nofail,x-systemd.device-timeout=10s     0 2
+LABEL=register-data /data             ext4 noatime,nofail,x-systemd.device-timeout=90s     0 2
 /data/register      /var/lib/register none bind,nofail,x-systemd.requires-mounts-for=/data 0 0
 /data/journal       /var/log/journal  none bind,nofail,x-systemd.requires-mounts-for=/data 0 0
 EOF

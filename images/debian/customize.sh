@@ -20,7 +20,7 @@ fail() {
 # partition is writable: provisioning removes the private key from it.
 {
   echo 'LABEL=register-root / ext4 defaults,noatime 0 1'
-  echo 'LABEL=RASPIFIRM /boot/firmware vfat rw,noatime,fmask=0077,dmask=0077,flush,nofail,x-systemd.device-timeout=10s 0 2'
+  echo 'LABEL=RASPIFIRM /boot/firmware vfat rw,noatime,fmask=0077,dmask=0077,flush,nofail,x-systemd.device-timeout=90s 0 2'
   grep -v -e '[[:space:]]/[[:space:]]' -e '[[:space:]]/boot/firmware[[:space:]]' -e '^# UNCONFIGURED' "$root/etc/fstab" || true
 } >"$root/etc/fstab.new"
 mv "$root/etc/fstab.new" "$root/etc/fstab"

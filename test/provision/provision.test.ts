@@ -4,7 +4,7 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadConfig } from '../../appliance/config.js';
-import { DATA_FILES, provision } from '../../appliance/provision/apply.js';
+import { CMDLINE_FILE, DATA_FILES, provision } from '../../appliance/provision/apply.js';
 import { BOOT_FILES, BOOT_FOLDER, ProvisionError } from '../../appliance/provision/format.js';
 import { main, type MainIo } from '../../appliance/provision/main.js';
 import { CashierListSchema, verifyPin } from '../../appliance/till/cashiers.js';
@@ -362,3 +362,49 @@ t.test('the command line: exit statuses, and no secret in any output', async (t)
   t.notOk(all.includes(MANAGER_PIN_HASH), 'no PIN hash in the output');
   t.notOk(all.includes(MANAGER_PIN), 'no PIN in the output');
 });
+
+t.test(
+  'the machine id goes onto the kernel command line, once, and comes back after a reflash',
+  async (t) => {
+    const r = root(goodBoot(pki));
+    const cmdline = path.join(r.boot, CMDLINE_FILE);
+    const original = ' console=tty3 root=LABEL=register-root rw fsck.repair=yes rootwait quiet loglevel=3\n';
+    fs.writeFileSync(cmdline, original);
+    const first = run(r);
+    t.same(first.changed.slice(0, 2), ['machine-id', 'cmdline'], 'right after the id is made');
+    const id = fs.readFileSync(dataFile(r, DATA_FILES.machineId), 'utf8').trim();
+    t.equal(
+      fs.readFileSync(cmdline, 'utf8'),
+      `console=tty3 root=LABEL=register-root rw fsck.repair=yes rootwait quiet loglevel=3 systemd.machine_id=${id}\n`,
+      'one line, every word kept, the id last',
+    );
+    t.same(run(r), { outcome: 'unchanged', deviceId: 'till-a', changed: [] }, 'a second run leaves it');
+
+    // A new image written over the boot partition (same provisioning files, data partition kept).
+    fs.writeFileSync(
+      cmdline,
+      original.replace('quiet', 'quiet systemd.machine_id=0123456789abcdef0123456789abcdef'),
+    );
+    t.same(run(r), { outcome: 'completed', deviceId: 'till-a', changed: ['cmdline'] });
+    t.match(
+      fs.readFileSync(cmdline, 'utf8'),
+      new RegExp(`^console=tty3 [^\\n]*quiet loglevel=3 systemd\\.machine_id=${id}\\n$`),
+    );
+    t.equal(
+      fs.readFileSync(cmdline, 'utf8').match(/systemd\.machine_id=/g)?.length,
+      1,
+      'a stale id is replaced',
+    );
+
+    // The provisioning folder gone (a card provisioned long ago), the command line rewritten: still fixed.
+    fs.rmSync(path.join(r.boot, BOOT_FOLDER), { recursive: true });
+    fs.writeFileSync(cmdline, original);
+    t.same(run(r), { outcome: 'not-present', deviceId: 'till-a', changed: ['cmdline'] });
+
+    // A command line that is not one line is not touched.
+    const odd = 'console=tty3\nroot=LABEL=register-root\n';
+    fs.writeFileSync(cmdline, odd);
+    t.same(run(r).changed, []);
+    t.equal(fs.readFileSync(cmdline, 'utf8'), odd);
+  },
+);
