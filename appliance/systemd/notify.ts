@@ -10,6 +10,11 @@ export interface NotifyOutcome {
   ok: boolean;
   /** Why not, when not ok: the exit status and the start of its stderr, or the spawn error. */
   detail?: string;
+  /**
+   * The child was stopped by SIGTERM: systemd stopping the service signals its whole control group,
+   * children included, so a ping on the wire at that moment dies with it. Not a failure of the link.
+   */
+  interrupted?: boolean;
 }
 
 /** A running notify child: killed when it overruns its time. */
@@ -55,7 +60,11 @@ export function systemdNotifySpawner(command = 'systemd-notify'): NotifySpawner 
       finish(
         code === 0
           ? { ok: true }
-          : { ok: false, detail: `${command} exited ${code ?? signal}: ${stderr.trim()}` },
+          : {
+              ok: false,
+              detail: `${command} exited ${code ?? signal}: ${stderr.trim()}`,
+              ...(signal === 'SIGTERM' ? { interrupted: true } : {}),
+            },
       ),
     );
     return { kill: () => child.kill('SIGKILL') };
@@ -91,7 +100,7 @@ export class SystemdNotifier {
   /** False without NOTIFY_SOCKET (not started by systemd, or Type= not notify): every call is a no-op. */
   readonly enabled: boolean;
   /** Children run, pings dropped because one was already on its way, children that failed. */
-  readonly counts = { sent: 0, pingsDropped: 0, failed: 0 };
+  readonly counts = { sent: 0, pingsDropped: 0, failed: 0, interrupted: 0 };
 
   private readonly socket: string;
   private readonly spawn: NotifySpawner;
@@ -176,7 +185,10 @@ export class SystemdNotifier {
       over = true;
       this.timers.clearTimeout(timer);
       this.inFlight = undefined;
-      if (!outcome.ok) this.failed(args, outcome.detail ?? 'failed');
+      if (!outcome.ok && outcome.interrupted) {
+        this.counts.interrupted++;
+        this.log.info({ sent: args }, 'systemd notification cut short by SIGTERM (the service is stopping)');
+      } else if (!outcome.ok) this.failed(args, outcome.detail ?? 'failed');
       else if (this.failureLogged) {
         this.failureLogged = false;
         this.log.info({ sent: args }, 'systemd notification works again');

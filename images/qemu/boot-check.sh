@@ -316,26 +316,29 @@ else
 fi
 
 absent=0
-if grep -aq '^BOOTCHECK: cycle-log ' "$log"; then
+# The serial console ends its lines with CR LF: markers are matched on the lines without the CR.
+console=$work/console.txt
+tr -d '\r' <"$log" >"$console"
+if grep -aq '^BOOTCHECK: cycle-log ' "$console"; then
   printf 'MISSING  no ordering cycle   (systemd broke one; the cycle-log lines below say which)\n'
   absent=$((absent + 1))
 else
   printf 'ok       no ordering cycle\n'
 fi
 for ((i = 0; i < ${#markers[@]}; i += 2)); do
-  if grep -Eq -- "${markers[i + 1]}" "$log"; then
+  if grep -aEq -- "${markers[i + 1]}" "$console"; then
     printf 'ok       %s\n' "${markers[i]}"
   else
     retried=''
     if [[ ${markers[i + 1]} == '^BOOTCHECK: '* ]] &&
-      grep -Eq -- "^BOOTCHECK-RETRY: ${markers[i + 1]#^BOOTCHECK: }" "$log"; then
+      grep -aEq -- "^BOOTCHECK-RETRY: ${markers[i + 1]#^BOOTCHECK: }" "$console"; then
       retried=' -- but seen after the retry by hand'
     fi
     printf 'MISSING  %s   (/%s/)%s\n' "${markers[i]}" "${markers[i + 1]}" "$retried"
     absent=$((absent + 1))
   fi
 done
-grep -a -E '^BOOTCHECK(-RETRY)?: ' "$log" | tr -d '\r' | grep -v -e '-log ' -e '^BOOTCHECK-RETRY: cycle-log' >&2 ||
+grep -a -E '^BOOTCHECK(-RETRY)?: ' "$console" | grep -v -e '-log ' -e '^BOOTCHECK-RETRY: cycle-log' >&2 ||
   true
 if ((absent)); then
   echo "boot-check.sh: $absent marker(s) missing; console log: $log" >&2

@@ -348,3 +348,20 @@ t.test('journalWritable: a writable directory passes, a missing one names the er
   t.equal(journalWritable(dir)(), undefined);
   t.equal(journalWritable(`${dir}/missing`)(), 'journal not writable: ENOENT');
 });
+
+t.test('a ping cut short by the stop signal is not an alarm', async (t) => {
+  const { spawner, notifier, lines } = setup();
+  notifier.watchdog();
+  // systemd stops the service: SIGTERM to the whole control group, the ping's child included.
+  spawner.finish({ ok: false, interrupted: true, detail: 'systemd-notify exited SIGTERM: ' });
+  notifier.stopping();
+  spawner.finish();
+  t.equal(notifier.counts.failed, 0);
+  t.equal(notifier.counts.interrupted, 1);
+  t.same(
+    lines.map((l) => l.level),
+    ['info'],
+  );
+  t.match(lines[0], { msg: /cut short by SIGTERM/, fields: { sent: ['WATCHDOG=1'] } });
+  t.same(spawner.sent(), [['WATCHDOG=1'], ['STOPPING=1']]);
+});
