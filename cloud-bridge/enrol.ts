@@ -21,6 +21,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import * as path from 'node:path';
 import { backoffDelayMs, realTimers, type Timers } from '../appliance/devices/device.js';
+import { subjectCommonName } from '../appliance/provision/format.js';
 import { nodeFs, writeFileAtomic, type JournalFs } from '../appliance/journal/fs.js';
 import { silentLogger, type Logger } from '../appliance/log.js';
 import {
@@ -120,11 +121,6 @@ export function isEnrolled(files: Pick<EnrolFiles, 'certFile' | 'keyFile'>, io: 
   } catch {
     return false;
   }
-}
-
-/** The first CN of a certificate's subject. */
-function commonName(cert: X509Certificate): string | undefined {
-  return /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1];
 }
 
 /** A PKCS#10 request (PEM) for `CN=deviceId`, signed with the EC P-256 key given as PKCS#8 PEM. */
@@ -281,10 +277,10 @@ export async function enrolOnce(o: EnrolOptions): Promise<'enrolled' | 'already'
   }
   if (!cert.checkPrivateKey(keyObject))
     throw new EnrolClientError('ENROL_BAD_ANSWER', 'the certificate is not for the key this register made');
-  if (commonName(cert) !== o.deviceId)
+  if (subjectCommonName(cert) !== o.deviceId)
     throw new EnrolClientError(
       'ENROL_BAD_ANSWER',
-      `the certificate names ${commonName(cert) ?? 'no CN'}, not ${o.deviceId}`,
+      `the certificate names ${subjectCommonName(cert) ?? 'no CN'}, not ${o.deviceId}`,
     );
   if (!cert.checkIssued(caCert) || !cert.verify(caCert.publicKey))
     throw new EnrolClientError('ENROL_BAD_ANSWER', 'the certificate is not signed by the CA on the card');

@@ -216,7 +216,8 @@ export function renderProvisionText(values: ProvisionText, comment?: string): Bu
   );
 }
 
-function subjectCommonName(cert: X509Certificate): string | undefined {
+/** The CN of a certificate's subject, as node:crypto spells it (one attribute a line). */
+export function subjectCommonName(cert: X509Certificate): string | undefined {
   for (const part of cert.subject.split('\n')) if (part.startsWith('CN=')) return part.slice(3);
   return undefined;
 }

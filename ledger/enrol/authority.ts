@@ -165,7 +165,7 @@ export class CertificateAuthority {
     });
     return {
       pem: `${cert.toString('pem')}\n`,
-      publicKeySha256: createHash('sha256').update(Buffer.from(csr.publicKey.rawData)).digest('hex'),
+      publicKeySha256: keySha256(csr),
       serial: serial.toString('hex'),
       notAfter: notAfter.toISOString(),
     };
@@ -176,11 +176,16 @@ function isRsa(key: x509.PublicKey): boolean {
   return (key.algorithm as { name?: string }).name?.startsWith('RSA') ?? false;
 }
 
+/** sha256 hex of a request's public key (SubjectPublicKeyInfo DER). */
+function keySha256(csr: x509.Pkcs10CertificateRequest): string {
+  return createHash('sha256').update(Buffer.from(csr.publicKey.rawData)).digest('hex');
+}
+
 /** sha256 hex of a request's public key: the key a token was redeemed for. */
 export function requestKeySha256(csrPem: string): string | undefined {
   try {
     const csr = new x509.Pkcs10CertificateRequest(csrPem);
-    return createHash('sha256').update(Buffer.from(csr.publicKey.rawData)).digest('hex');
+    return keySha256(csr);
   } catch {
     return undefined;
   }
