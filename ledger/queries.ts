@@ -17,6 +17,7 @@ import type {
   TenderTable,
 } from './db/schema.js';
 import { LedgerError } from './errors.js';
+import { judgeStatus } from './fleet/status-timing.js';
 
 type Db = Kysely<LedgerSchema>;
 
@@ -127,6 +128,9 @@ export async function getDevice(ldb: LedgerDb, deviceId: string): Promise<Device
  * Take a device's retained status (or last will) off the `status` topic. The identity is the topic's.
  * An empty payload (a retained status being cleared) is no status: null. A status older than the one
  * stored (by the device's own `ts`) changes nothing; fields it leaves out keep their stored values.
+ * Whether the device was heard from (its last seen moves) and what its clock's skew is are judged
+ * from when the status arrived against the one before it (fleet/status-timing.ts): a last will, or a
+ * retained status handed over again after a reconnect, says nothing about either.
  */
 export async function recordDeviceStatus(
   ldb: LedgerDb,
@@ -153,47 +157,66 @@ export async function recordDeviceStatus(
     });
   }
   const s = parsed.data;
-  await ldb.db
-    .insertInto('devices')
-    .values({
-      device_id: topicDeviceId,
-      last_seen: nowMs,
-      online: s.online ? 1 : 0,
-      pending: s.pending ?? null,
-      oldest_pending_ts: s.oldestPendingTs ?? null,
-      device_acked_seq: s.lastAckedSeq ?? null,
-      epoch: s.epoch ?? null,
-      version: s.version ?? null,
-      clock_trusted: s.clockTrusted === undefined ? null : s.clockTrusted ? 1 : 0,
-      status_ts: s.ts ?? null,
-    })
-    .onConflict((oc) =>
-      oc
-        .column('device_id')
-        .doUpdateSet((eb) => ({
-          last_seen: eb.ref('excluded.last_seen'),
-          online: eb.ref('excluded.online'),
-          // A last will says only `online: false`: the rest stays as last reported.
-          pending: eb.fn.coalesce('excluded.pending', 'devices.pending'),
-          oldest_pending_ts:
-            s.oldestPendingTs === null
-              ? eb.val(null)
-              : eb.fn.coalesce('excluded.oldest_pending_ts', 'devices.oldest_pending_ts'),
-          device_acked_seq: eb.fn.coalesce('excluded.device_acked_seq', 'devices.device_acked_seq'),
-          epoch: eb.fn.coalesce('excluded.epoch', 'devices.epoch'),
-          version: eb.fn.coalesce('excluded.version', 'devices.version'),
-          clock_trusted: eb.fn.coalesce('excluded.clock_trusted', 'devices.clock_trusted'),
-          status_ts: eb.fn.coalesce('excluded.status_ts', 'devices.status_ts'),
-        }))
-        .where((eb) =>
-          eb.or([
-            eb('devices.status_ts', 'is', null),
-            eb('excluded.status_ts', 'is', null),
-            eb('devices.status_ts', '<=', eb.ref('excluded.status_ts')),
-          ]),
-        ),
-    )
-    .execute();
+  await ldb.db.transaction().execute(async (trx) => {
+    const stored = await trx
+      .selectFrom('devices')
+      .select(['status_ts', 'status_received_at', 'clock_skew_ms'])
+      .where('device_id', '=', topicDeviceId)
+      .executeTakeFirst();
+    const before =
+      stored && stored.status_ts !== null && stored.status_received_at !== null
+        ? { ts: stored.status_ts, receivedAt: stored.status_received_at, clockSkewMs: stored.clock_skew_ms }
+        : null;
+    const judged = judgeStatus(before, s.ts, nowMs);
+    // The same status again (a retained one handed over anew) was received when it first arrived.
+    const receivedAt = s.ts === undefined ? null : s.ts === before?.ts ? before.receivedAt : nowMs;
+    await trx
+      .insertInto('devices')
+      .values({
+        device_id: topicDeviceId,
+        // A device first known by this status: the receipt time is all there is to show.
+        last_seen: nowMs,
+        online: s.online ? 1 : 0,
+        pending: s.pending ?? null,
+        oldest_pending_ts: s.oldestPendingTs ?? null,
+        device_acked_seq: s.lastAckedSeq ?? null,
+        epoch: s.epoch ?? null,
+        version: s.version ?? null,
+        clock_trusted: s.clockTrusted === undefined ? null : s.clockTrusted ? 1 : 0,
+        status_ts: s.ts ?? null,
+        status_received_at: receivedAt,
+        clock_skew_ms: judged.clockSkewMs,
+      })
+      .onConflict((oc) =>
+        oc
+          .column('device_id')
+          .doUpdateSet((eb) => ({
+            last_seen: judged.heard ? eb.ref('excluded.last_seen') : eb.ref('devices.last_seen'),
+            online: eb.ref('excluded.online'),
+            // A last will says only `online: false`: the rest stays as last reported.
+            pending: eb.fn.coalesce('excluded.pending', 'devices.pending'),
+            oldest_pending_ts:
+              s.oldestPendingTs === null
+                ? eb.val(null)
+                : eb.fn.coalesce('excluded.oldest_pending_ts', 'devices.oldest_pending_ts'),
+            device_acked_seq: eb.fn.coalesce('excluded.device_acked_seq', 'devices.device_acked_seq'),
+            epoch: eb.fn.coalesce('excluded.epoch', 'devices.epoch'),
+            version: eb.fn.coalesce('excluded.version', 'devices.version'),
+            clock_trusted: eb.fn.coalesce('excluded.clock_trusted', 'devices.clock_trusted'),
+            status_ts: eb.fn.coalesce('excluded.status_ts', 'devices.status_ts'),
+            status_received_at: eb.fn.coalesce('excluded.status_received_at', 'devices.status_received_at'),
+            clock_skew_ms: eb.ref('excluded.clock_skew_ms'),
+          }))
+          .where((eb) =>
+            eb.or([
+              eb('devices.status_ts', 'is', null),
+              eb('excluded.status_ts', 'is', null),
+              eb('devices.status_ts', '<=', eb.ref('excluded.status_ts')),
+            ]),
+          ),
+      )
+      .execute();
+  });
   // A register names its store in its status; a change (a register moved to another store) is taken.
   const known = await getDevice(ldb, topicDeviceId);
   if (s.storeId && known && known.storeId !== s.storeId)

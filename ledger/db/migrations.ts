@@ -399,9 +399,30 @@ const enrolments: Migration = {
   },
 };
 
+/**
+ * When a device's status arrived, beside the time stamp it carries, and the clock skew judged from the
+ * two (fleet/status-timing.ts): a last will or a late retained status is no longer taken for a clock
+ * hours off. Rows from before have neither; their next status fills them in.
+ */
+const statusReceipt: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('devices').addColumn('status_received_at', 'bigint').execute();
+    await db.schema.alterTable('devices').addColumn('clock_skew_ms', 'bigint').execute();
+  },
+  async down(db: Kysely<unknown>) {
+    await db.schema.alterTable('devices').dropColumn('clock_skew_ms').execute();
+    await db.schema.alterTable('devices').dropColumn('status_received_at').execute();
+  },
+};
+
 /** The migrations by name; names sort in the order they run. */
 export function ledgerMigrations(dialect: Dialect): Record<string, Migration> {
-  return { '0001_books': books(dialect), '0002_operators': operators, '0003_enrolments': enrolments };
+  return {
+    '0001_books': books(dialect),
+    '0002_operators': operators,
+    '0003_enrolments': enrolments,
+    '0004_status_receipt': statusReceipt,
+  };
 }
 
 export function migrationProvider(dialect: Dialect): MigrationProvider {

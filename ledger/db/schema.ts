@@ -48,6 +48,10 @@ export interface DeviceTable {
   clock_trusted: Flag | null;
   /** The device's own time stamp of its last status, to ignore a status older than one applied. */
   status_ts: number | null;
+  /** When the ledger first received the status of `status_ts`, by its own clock (migration 0004). */
+  status_received_at: number | null;
+  /** The device's clock minus the ledger's, as its statuses established it; null when not known. */
+  clock_skew_ms: number | null;
 }
 
 export interface SaleTable {

@@ -72,7 +72,10 @@ export interface DeviceCard {
   lastAckedSeq: number;
   lastZ: { zNo: number; closedAt: number; discrepancyMinor: number } | null;
   clock: ClockState;
-  /** The device's status time stamp minus when the ledger received it (transit included), ms. */
+  /**
+   * The device's clock minus the ledger's, ms (transit included): from a status that arrived promptly
+   * (fleet/status-timing.ts), never from a last will or a retained status handed over late.
+   */
   clockSkewMs: number | null;
   version: string | null;
 }
@@ -164,7 +167,8 @@ export class FleetMonitor {
         r.pending && r.pending > 0 && r.oldest_pending_ts !== null
           ? Math.max(0, now - r.oldest_pending_ts)
           : null;
-      const skew = r.status_ts !== null ? r.status_ts - r.last_seen : null;
+      // Judged as each status arrived: a last will or a late retained status leaves it as it was.
+      const skew = r.clock_skew_ms;
       const clock: ClockState =
         r.clock_trusted === 0
           ? 'untrusted'

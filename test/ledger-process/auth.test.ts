@@ -274,9 +274,11 @@ t.test('the live feed: server-sent events to a logged-in operator', async (t) =>
   const ledger = await ledgerIn(t, { apiAuth: 'loopback' });
   const ada = await login(ledger, 'ada', PW.admin);
   const ac = new AbortController();
+  // The feed's whole life in this test is bounded: a missing event fails in seconds, not at tap's limit.
+  const feedTimeoutMs = 15_000;
   const res = await fetch(`${ledger.httpUrl}/fleet/events`, {
     headers: { cookie: ada.cookie },
-    signal: ac.signal,
+    signal: AbortSignal.any([ac.signal, AbortSignal.timeout(feedTimeoutMs)]),
   });
   t.equal(res.status, 200);
   t.match(res.headers.get('content-type'), /^text\/event-stream/);
@@ -285,7 +287,11 @@ t.test('the live feed: server-sent events to a logged-in operator', async (t) =>
   let seen = '';
   const until = async (pattern: RegExp) => {
     while (!pattern.test(seen)) {
-      const { value, done } = await reader.read();
+      const { value, done } = await reader.read().catch((err: Error) => {
+        throw new Error(
+          `no ${pattern} within ${feedTimeoutMs} ms (${err.name}); seen: ${JSON.stringify(seen)}`,
+        );
+      });
       if (done) throw new Error(`stream ended before ${pattern}`);
       seen += decoder.decode(value);
     }

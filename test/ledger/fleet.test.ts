@@ -7,6 +7,7 @@ import { manualClock } from '../../appliance/clock.js';
 import { applyJournalMessage } from '../../ledger/apply.js';
 import { recordDeviceStatus } from '../../ledger/queries.js';
 import { deadlineBand, FleetMonitor, FLEET_DEFAULTS } from '../../ledger/fleet/overview.js';
+import { judgeStatus } from '../../ledger/fleet/status-timing.js';
 import { addOperator, checkLogin } from '../../ledger/auth/operators.js';
 import { hashPassword, verifyPassword } from '../../ledger/auth/passwords.js';
 import { forEachDialect, journalOf, message, rechain } from '../support/ledger-fixtures.js';
@@ -15,6 +16,7 @@ import { html } from '../../ledger/web/html.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
+const MINUTE = 60_000;
 
 t.test('deadline bands', async (t) => {
   const table: [number | null, string][] = [
@@ -193,6 +195,148 @@ forEachDialect(t, 'register cards, sales per hour and receipts at an injected cl
   t.match(await fleet.receiptSvg(receipt.saleId), /^<svg /);
   t.equal(await fleet.receiptSvg('no-such-sale'), null);
 });
+
+t.test('status timing: when a status says the device was heard from, and what its clock is', async (t) => {
+  const T = Date.UTC(2026, 0, 1);
+  const before = (ts: number, receivedAt: number, clockSkewMs: number | null) => ({
+    ts,
+    receivedAt,
+    clockSkewMs,
+  });
+  const table: [string, Parameters<typeof judgeStatus>, { heard: boolean; clockSkewMs: number | null }][] = [
+    ['a will, first', [null, undefined, T], { heard: false, clockSkewMs: null }],
+    ['a will keeps the skew', [before(T, T, 7), undefined, T + 5 * HOUR], { heard: false, clockSkewMs: 7 }],
+    ['first, on time', [null, T, T], { heard: true, clockSkewMs: 0 }],
+    ['first, clock ahead', [null, T + 5 * MINUTE, T], { heard: true, clockSkewMs: 5 * MINUTE }],
+    [
+      'first, ts within the tolerance behind',
+      [null, T - 2 * MINUTE, T],
+      { heard: true, clockSkewMs: -2 * MINUTE },
+    ],
+    ['first, ts hours behind: late or slow', [null, T, T + 8 * HOUR], { heard: false, clockSkewMs: null }],
+    ['prompt', [before(T, T, 0), T + HOUR, T + HOUR + 1000], { heard: true, clockSkewMs: -1000 }],
+    [
+      'prompt, slow clock confirmed',
+      [before(T - 3 * HOUR, T, null), T - 2 * HOUR, T + HOUR],
+      { heard: true, clockSkewMs: -3 * HOUR },
+    ],
+    [
+      'the same status again, hours later',
+      [before(T, T, 0), T, T + 8 * HOUR],
+      { heard: false, clockSkewMs: 0 },
+    ],
+    [
+      'newer, delivered hours late',
+      [before(T, T, 0), T + 2 * HOUR, T + 8 * HOUR],
+      { heard: false, clockSkewMs: 0 },
+    ],
+    [
+      'late by just the tolerance',
+      [before(T, T, 0), T + HOUR, T + HOUR + 2 * MINUTE],
+      { heard: true, clockSkewMs: -2 * MINUTE },
+    ],
+    [
+      'late by more',
+      [before(T, T, 0), T + HOUR, T + HOUR + 2 * MINUTE + 1],
+      { heard: false, clockSkewMs: 0 },
+    ],
+    [
+      'faster than a late one before',
+      [before(T, T + 8 * HOUR, 0), T + 9 * HOUR, T + 9 * HOUR],
+      { heard: true, clockSkewMs: 0 },
+    ],
+    [
+      'clock set forward after being slow',
+      [before(T - 3 * HOUR, T, -3 * HOUR), T + HOUR, T + HOUR],
+      { heard: true, clockSkewMs: 0 },
+    ],
+    [
+      'faster than before, still hours behind',
+      [before(T, T + 8 * HOUR, 0), T + 6 * HOUR, T + 9 * HOUR],
+      { heard: true, clockSkewMs: null },
+    ],
+  ];
+  for (const [name, args, want] of table) t.same(judgeStatus(...args), want, name);
+});
+
+forEachDialect(
+  t,
+  'a last will and a late retained status: no clock drift, last seen kept',
+  async (t, { ldb }) => {
+    const T0 = Date.UTC(2026, 0, 1);
+    const clock = manualClock(T0);
+    const fleet = new FleetMonitor({ ldb, clock });
+    const status = (device: string, body: Record<string, unknown>) =>
+      recordDeviceStatus(
+        ldb,
+        device,
+        JSON.stringify({ v: 1, storeId: 's', epoch: 1, ...body }),
+        clock.nowMs(),
+      );
+    const card = async (device: string) => (await fleet.devices()).find((d) => d.deviceId === device)!;
+    const online = {
+      online: true,
+      lastSeq: 5,
+      lastAckedSeq: 5,
+      pending: 0,
+      oldestPendingTs: null,
+      clockTrusted: true,
+    };
+
+    // The bridge's online status, then five quiet hours, then the broker publishes its will (no ts).
+    await status('till-1', { ...online, version: '0.1.0', ts: T0 });
+    t.match(await card('till-1'), { online: true, lastSeen: T0, clock: 'trusted', clockSkewMs: 0 });
+    clock.advance(5 * HOUR);
+    await status('till-1', { online: false, version: '0.1.0' });
+    t.match(
+      await card('till-1'),
+      { online: false, lastSeen: T0, clock: 'trusted', clockSkewMs: 0 },
+      'offline, last heard from at T0, clock as it was',
+    );
+    // It comes back: heard from again, clock still right.
+    clock.advance(HOUR);
+    await status('till-1', { ...online, ts: T0 + 6 * HOUR });
+    t.match(await card('till-1'), {
+      online: true,
+      lastSeen: T0 + 6 * HOUR,
+      clock: 'trusted',
+      clockSkewMs: 0,
+    });
+
+    // The ledger restarts hours later: the broker hands over the retained status it already has.
+    clock.advance(8 * HOUR);
+    await status('till-1', { ...online, ts: T0 + 6 * HOUR });
+    t.match(
+      await card('till-1'),
+      { lastSeen: T0 + 6 * HOUR, clock: 'trusted', clockSkewMs: 0 },
+      'the same status again',
+    );
+    // A status the register published while the ledger was down, handed over late: its figures are
+    // taken, but it neither dates the register nor measures its clock.
+    await status('till-1', { ...online, pending: 3, oldestPendingTs: T0 + 9 * HOUR, ts: T0 + 10 * HOUR });
+    t.match(
+      await card('till-1'),
+      { pending: 3, lastSeen: T0 + 6 * HOUR, clock: 'trusted', clockSkewMs: 0 },
+      'a newer status delivered four hours late',
+    );
+    // The next one arrives as it is sent.
+    clock.advance(MINUTE);
+    await status('till-1', { ...online, pending: 0, ts: clock.nowMs() });
+    t.match(await card('till-1'), { pending: 0, lastSeen: clock.nowMs(), clock: 'trusted', clockSkewMs: 0 });
+
+    // A register first heard of through a retained status hours old: a late delivery or a slow clock?
+    await status('till-2', { ...online, ts: T0 });
+    t.match(
+      await card('till-2'),
+      { clock: 'trusted', clockSkewMs: null },
+      'not called drifting on one status',
+    );
+    // A slow clock shows itself when the statuses keep arriving with the same offset.
+    clock.advance(MINUTE);
+    await status('till-2', { ...online, pending: 1, oldestPendingTs: T0, ts: T0 + MINUTE });
+    t.match(await card('till-2'), { clock: 'drifting', clockSkewMs: T0 - (clock.nowMs() - MINUTE) });
+  },
+);
 
 t.test('lag history: samples per minute, per store, bounded to the window', async (t) => {
   const clock = manualClock(Date.UTC(2026, 0, 1));

@@ -49,7 +49,7 @@ forEachDialect(t, 'the schema is migrated once; reopening finds it current', asy
   const migrations = await sql<{ name: string }>`select name from kysely_migration`.execute(again.db);
   t.same(
     migrations.rows.map((m) => m.name),
-    ['0001_books', '0002_operators', '0003_enrolments'],
+    ['0001_books', '0002_operators', '0003_enrolments', '0004_status_receipt'],
   );
   if (env.dialect === 'sqlite') {
     const pragma = async (name: string) => (await sql.raw(`pragma ${name}`).execute(again.db)).rows;
