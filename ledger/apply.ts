@@ -21,6 +21,7 @@ import {
   WIRE_VERSION,
   WireId,
   WireRecordSchema,
+  isWireRecord,
   type Ack,
   type RejectCode,
 } from '../cloud-bridge/protocol/wire.js';
@@ -81,11 +82,13 @@ const EnvelopeSchema = z
   })
   .strict();
 
-/** A record of the message: schema-valid (`record`) or only with a usable seq. */
+/** A record of the message: schema-valid (`record`, its own hash checked) or only with a usable seq. */
 interface Candidate {
   seq: number;
   raw: unknown;
   record?: JournalRecord;
+  /** The record's hash is the hash of its body and prevHash (whether it links to the chain is the books'). */
+  hashOk?: boolean;
 }
 
 interface Ctx {
@@ -103,13 +106,79 @@ export interface ApplyOptions {
   awaitTurn?: (deviceId: string, epoch: number, firstSeq: number) => Promise<void>;
 }
 
+/**
+ * A journal message checked as far as it can be without the books: size, JSON, envelope, the topic's
+ * device, each record's schema and its own hash. Pure CPU, so a consumer does it as the message
+ * arrives, while the device's message before it is still in its transaction (ledger/consumer.ts): the
+ * two overlap instead of taking turns.
+ */
+export class CheckedJournalMessage {
+  private constructor(
+    readonly topicDeviceId: string,
+    readonly payload: Buffer | string,
+    readonly bytes: number,
+    /** Set when the message as a whole is refused (nothing of it can be booked). */
+    readonly refused: { code: RejectCode; epochHint: number | undefined } | null,
+    readonly epoch: number,
+    /** Records with a usable seq, sorted by it. */
+    readonly candidates: Candidate[],
+    /** Records without a seq to place them by: quarantined, and the cursor shows the hole they leave. */
+    readonly unplaced: unknown[],
+  ) {}
+
+  static check(topicDeviceId: string, payload: Buffer | string): CheckedJournalMessage {
+    const bytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+    const refuse = (code: RejectCode, epochHint?: number) =>
+      new CheckedJournalMessage(topicDeviceId, payload, bytes, { code, epochHint }, 0, [], []);
+
+    if (bytes > MAX_PAYLOAD_BYTES) return refuse('TOO_LARGE');
+    let body: unknown;
+    try {
+      body = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
+    } catch {
+      return refuse('BAD_JSON');
+    }
+    const envelope = EnvelopeSchema.safeParse(body);
+    if (!envelope.success) return refuse('BAD_SCHEMA', usableEpoch(body, topicDeviceId));
+    const { deviceId, epoch, records } = envelope.data;
+    // The topic is the device's identity (the broker's ACL vouches for it); a payload naming another is refused.
+    if (deviceId !== topicDeviceId) return refuse('DEVICE_MISMATCH');
+
+    const candidates: Candidate[] = [];
+    const unplaced: unknown[] = [];
+    for (const raw of records) {
+      if (isWireRecord(raw) || WireRecordSchema.safeParse(raw).success) {
+        // Hash and book the record as received: a parse's copy could differ in ways JCS would see.
+        const record = raw as JournalRecord;
+        const hashOk = recordHash(record.prevHash, record) === record.hash;
+        candidates.push({ seq: record.seq, raw, record, hashOk });
+        continue;
+      }
+      const seq = (raw as { seq?: unknown } | null)?.seq;
+      if (typeof seq === 'number' && Number.isSafeInteger(seq) && seq >= 1) candidates.push({ seq, raw });
+      else unplaced.push(raw);
+    }
+    candidates.sort((a, b) => a.seq - b.seq);
+    return new CheckedJournalMessage(topicDeviceId, payload, bytes, null, epoch, candidates, unplaced);
+  }
+}
+
+/**
+ * Book one journal message from `topicDeviceId` (its payload, or the payload already checked with
+ * CheckedJournalMessage.check) and answer with the device's ack.
+ */
 export async function applyJournalMessage(
   ldb: LedgerDb,
   topicDeviceId: string,
-  payload: Buffer | string,
+  message: Buffer | string | CheckedJournalMessage,
   nowMs: number,
   opts: ApplyOptions = {},
 ): Promise<ApplyOutcome> {
+  const checked =
+    message instanceof CheckedJournalMessage ? message : CheckedJournalMessage.check(topicDeviceId, message);
+  if (checked.topicDeviceId !== topicDeviceId) {
+    throw new Error(`a message checked for ${checked.topicDeviceId} applied for ${topicDeviceId}`);
+  }
   const outcome: ApplyOutcome = {
     ack: null,
     applied: 0,
@@ -118,45 +187,28 @@ export async function applyJournalMessage(
     rejected: [],
     alarms: [],
   };
-  const bytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
-  const refuse = async (code: RejectCode, epochHint?: number) => {
-    await quarantineMessage(ldb, topicDeviceId, payload, bytes, code, epochHint ?? null, nowMs);
+  if (checked.refused) {
+    const { code, epochHint } = checked.refused;
+    await quarantineMessage(
+      ldb,
+      topicDeviceId,
+      checked.payload,
+      checked.bytes,
+      code,
+      epochHint ?? null,
+      nowMs,
+    );
     outcome.rejected.push({ code });
     outcome.ack = await finishAck(ldb, topicDeviceId, epochHint, nowMs);
     return outcome;
-  };
-
-  if (bytes > MAX_PAYLOAD_BYTES) return refuse('TOO_LARGE');
-  let body: unknown;
-  try {
-    body = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
-  } catch {
-    return refuse('BAD_JSON');
   }
-  const envelope = EnvelopeSchema.safeParse(body);
-  if (!envelope.success) return refuse('BAD_SCHEMA', usableEpoch(body, topicDeviceId));
-  const { deviceId, epoch, records } = envelope.data;
-  // The topic is the device's identity (the broker's ACL vouches for it); a payload naming another is refused.
-  if (deviceId !== topicDeviceId) return refuse('DEVICE_MISMATCH');
-
+  const { epoch, candidates } = checked;
+  const deviceId = topicDeviceId;
+  for (const raw of checked.unplaced) {
+    await quarantineMessage(ldb, deviceId, JSON.stringify(raw) ?? '', 0, 'BAD_SCHEMA', epoch, nowMs);
+    outcome.rejected.push({ code: 'BAD_SCHEMA' });
+  }
   const ctx: Ctx = { deviceId, epoch, nowMs, dialect: ldb.dialect };
-  const candidates: Candidate[] = [];
-  for (const raw of records) {
-    const parsed = WireRecordSchema.safeParse(raw);
-    if (parsed.success) {
-      // Hash and book the record as received: the parse's copy could differ in ways JCS would see.
-      candidates.push({ seq: parsed.data.seq, raw, record: raw as JournalRecord });
-      continue;
-    }
-    const seq = (raw as { seq?: unknown } | null)?.seq;
-    if (typeof seq === 'number' && Number.isSafeInteger(seq) && seq >= 1) candidates.push({ seq, raw });
-    else {
-      // No seq to place it by: kept, and the cursor will show the hole it leaves.
-      await quarantineMessage(ldb, deviceId, JSON.stringify(raw) ?? '', 0, 'BAD_SCHEMA', epoch, nowMs);
-      outcome.rejected.push({ code: 'BAD_SCHEMA' });
-    }
-  }
-  candidates.sort((a, b) => a.seq - b.seq);
   if (candidates.length && opts.awaitTurn) await opts.awaitTurn(deviceId, epoch, candidates[0]!.seq);
 
   let lastSeq: number | undefined;
@@ -306,7 +358,7 @@ async function applyRun(
       } else if (force && force.seq === c.seq) {
         books.reject(c, 'CANNOT_APPLY', { why: force.why });
         lastHash = rec.hash;
-      } else if (recordHash(rec.prevHash, rec) !== rec.hash) {
+      } else if (!c.hashOk) {
         books.reject(c, 'BAD_HASH', { why: 'the hash does not match the record' });
         lastHash = rec.hash;
       } else if (lastHash !== '' && rec.prevHash !== lastHash) {

@@ -17,9 +17,14 @@ import { parseDeviceTopic, topics, type Ack } from '../cloud-bridge/protocol/wir
 import { silentLogger, type Logger } from '../appliance/log.js';
 
 /** What the consumer hands messages to: the books (ledger/apply.ts) in the ledger process, a fake in tests. */
-export interface LedgerInbox {
+export interface LedgerInbox<C = unknown> {
+  /**
+   * Optional: the checks of a journal message that need no books (pure CPU, must not throw), done as
+   * it arrives, while the device's message before it may still be applying; `journal` gets the result.
+   */
+  check?(deviceId: string, payload: Buffer): C;
   /** Applies one journal message in one transaction; resolves after the commit with the ack to publish. */
-  journal(deviceId: string, payload: Buffer, nowMs: number): Promise<{ ack: Ack | null }>;
+  journal(deviceId: string, payload: Buffer, nowMs: number, checked?: C): Promise<{ ack: Ack | null }>;
   status(deviceId: string, payload: Buffer, nowMs: number): Promise<unknown>;
 }
 
@@ -273,7 +278,8 @@ export class LedgerConsumer {
     } else {
       const { deviceId, kind } = target;
       const tail = this.chains.get(deviceId) ?? Promise.resolve();
-      const run = tail.then(() => this.apply(deviceId, kind, packet, slot));
+      const checked = kind === 'journal' ? this.check(deviceId, packet) : undefined;
+      const run = tail.then(() => this.apply(deviceId, kind, packet, slot, checked));
       this.chains.set(deviceId, run);
       void run.then(() => {
         if (this.chains.get(deviceId) === run) this.chains.delete(deviceId);
@@ -283,13 +289,27 @@ export class LedgerConsumer {
     else this.held = () => cb(PUBACK_DEFERRED);
   }
 
+  /** The inbox's checks that need no books, now: they run while the device's earlier message applies. */
+  private check(deviceId: string, packet: IPublishPacket): unknown {
+    const { inbox } = this.opts;
+    if (!inbox.check) return undefined;
+    try {
+      return inbox.check(deviceId, payloadOf(packet));
+    } catch (err) {
+      // `journal` does them itself when given nothing.
+      this.log.warn({ dir: 'in', topic: packet.topic, deviceId, err: errText(err) }, 'message check failed');
+      return undefined;
+    }
+  }
+
   private async apply(
     deviceId: string,
     kind: 'journal' | 'status',
     packet: IPublishPacket,
     slot: Slot,
+    checked: unknown,
   ): Promise<void> {
-    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    const payload = payloadOf(packet);
     const nowMs = this.opts.clock?.nowMs() ?? Date.now();
     const started = performance.now();
     if (kind === 'status') {
@@ -305,7 +325,7 @@ export class LedgerConsumer {
     }
     let outcome: { ack: Ack | null };
     try {
-      outcome = await this.opts.inbox.journal(deviceId, payload, nowMs);
+      outcome = await this.opts.inbox.journal(deviceId, payload, nowMs, checked);
     } catch (err) {
       this.applyFailed(deviceId, packet, payload, slot, err);
       return;
@@ -410,4 +430,8 @@ function errText(err: unknown): string {
   return e && typeof e === 'object'
     ? `${e.code ? `${String(e.code)}: ` : ''}${String(e.message)}`
     : String(err);
+}
+
+function payloadOf(packet: IPublishPacket): Buffer {
+  return typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
 }

@@ -30,7 +30,7 @@ import { FleetMonitor, FLEET_DEFAULTS } from './fleet/overview.js';
 import { LiveHub } from './fleet/live.js';
 import { fleetRoutes } from './fleet/routes.js';
 import { openLedgerDb, type LedgerDb } from './db/open.js';
-import { applyJournalMessage } from './apply.js';
+import { applyJournalMessage, CheckedJournalMessage } from './apply.js';
 import { applyInSeqOrder } from './seq-order.js';
 import { listStoreDocuments, recordDeviceStatus } from './queries.js';
 
@@ -413,10 +413,12 @@ export async function startLedger(
         log: childLogger(log, `consumer-${i}`),
         inbox: {
           // Alone, a consumer sees a device's batches in order; shared, it waits for the one before.
-          journal: async (deviceId, payload, nowMs) => {
+          check: (deviceId, payload) => CheckedJournalMessage.check(deviceId, payload),
+          journal: async (deviceId, payload, nowMs, checked) => {
+            const message = checked instanceof CheckedJournalMessage ? checked : payload;
             const outcome = await (o.shared
-              ? applyInSeqOrder(ldb, deviceId, payload, nowMs)
-              : applyJournalMessage(ldb, deviceId, payload, nowMs));
+              ? applyInSeqOrder(ldb, deviceId, message, nowMs)
+              : applyJournalMessage(ldb, deviceId, message, nowMs));
             live.notify('devices', 'sales', 'stock', 'exceptions');
             return outcome;
           },

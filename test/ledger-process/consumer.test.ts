@@ -192,6 +192,40 @@ t.test("one device's messages apply one at a time in arrival order; other device
   t.ok(h.events.indexOf('commit:a1') < h.events.indexOf('start:a2'));
 });
 
+t.test(
+  "a message is checked as it arrives, while the device's message before it still applies",
+  async (t) => {
+    const h = await harness(t);
+    const journal = h.inbox.journal.bind(h.inbox);
+    const handed: unknown[] = [];
+    await consumer(t, h, {
+      inbox: {
+        ...h.inbox,
+        check: (_deviceId, payload) => {
+          const { tag } = JSON.parse(payload.toString()) as { tag: string };
+          h.events.push(`check:${tag}`);
+          h.changed.forEach((f) => f());
+          return { checkedTag: tag };
+        },
+        journal: (deviceId, payload, nowMs, checked) => {
+          handed.push(checked);
+          return journal(deviceId, payload, nowMs);
+        },
+      },
+    });
+    h.gates.set('c1', deferred());
+    const till = await h.device('till-c');
+    await till.publishAsync(topics.journal('till-c'), body('c1'), { qos: 1 });
+    await till.publishAsync(topics.journal('till-c'), body('c2'), { qos: 1 });
+    await waitUntil(h.events, h.changed, (e) => e.includes('check:c2'));
+    t.same(h.events, ['check:c1', 'start:c1', 'check:c2'], 'c2 is checked while c1 is still applying');
+    h.gates.get('c1')!.resolve();
+    await waitUntil(h.pubacks, h.changed, (p) => p.length === 2);
+    t.same(handed, [{ checkedTag: 'c1' }, { checkedTag: 'c2' }], "each apply gets its own message's check");
+    t.same(h.pubacks, ['c1', 'c2']);
+  },
+);
+
 t.test('at most maxInFlight messages are taken in at once', async (t) => {
   const h = await harness(t);
   await consumer(t, h, { maxInFlight: 2 });
