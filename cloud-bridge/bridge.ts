@@ -37,6 +37,43 @@ export interface JournalSource {
   readonly lastSeq: number;
   /** Durable records from `fromSeq` on, in seq order; the bridge stops iterating when it has enough. */
   read(fromSeq?: number): Iterable<JournalRecord>;
+  /**
+   * Optional, preferred: the same records as their JCS text (the journal's own payloads), which the
+   * bridge sends as they are instead of parsing and writing each one again.
+   */
+  readPayloads?(fromSeq?: number): Iterable<{ seq: number; payload: string }>;
+}
+
+/** What the bridge needs of a record to batch it: its seq, its time stamp, its wire text. */
+interface OutgoingRecord {
+  seq: number;
+  json: string;
+  /** The record's time stamp; read only for the first record of a batch. */
+  ts(): number;
+}
+
+/** A JCS record ends with its seq and ts (keys sorted: clock, events, hash, prevHash, seq, ts). */
+const JCS_TAIL = /"seq":(\d+),"ts":(\d+)\}$/;
+
+/** The journal's records from `fromSeq`, as the bridge batches them. */
+function* outgoing(journal: JournalSource, fromSeq: number): Generator<OutgoingRecord> {
+  if (!journal.readPayloads) {
+    for (const record of journal.read(fromSeq)) {
+      yield { seq: record.seq, json: JSON.stringify(record), ts: () => record.ts };
+    }
+    return;
+  }
+  for (const { seq, payload } of journal.readPayloads(fromSeq)) {
+    const tail = JCS_TAIL.exec(payload);
+    if (tail && Number(tail[1]) === seq) {
+      yield { seq, json: payload, ts: () => Number(tail[2]) };
+      continue;
+    }
+    // Not the journal's own form (never expected): the record, parsed and written as read() gives it.
+    const record = JSON.parse(payload) as JournalRecord;
+    if (record.seq !== seq) throw new Error(`the journal holds record ${record.seq} where ${seq} belongs`);
+    yield { seq, json: JSON.stringify(record), ts: () => record.ts };
+  }
 }
 
 /** PEM contents (not paths) handed to mqtt.js for an `mqtts://` broker. */
@@ -538,12 +575,12 @@ export class CloudBridge {
     const envelopeBytes = Buffer.byteLength(prefix) + 2;
     let parts: string[] = [];
     let bytes = envelopeBytes;
-    let first: JournalRecord | undefined;
+    let first: OutgoingRecord | undefined;
     let expected = this.nextSeq;
 
     const flush = (last: number) => {
       const payload = `${prefix}${parts.join(',')}]}`;
-      const batch: InFlight = { firstSeq: first!.seq, lastSeq: last, firstTs: first!.ts };
+      const batch: InFlight = { firstSeq: first!.seq, lastSeq: last, firstTs: first!.ts() };
       this.unPubacked++;
       client.publish(topics.journal(deviceId), payload, { qos: 1 }, (err) => {
         if (client !== this.client) return;
@@ -560,7 +597,7 @@ export class CloudBridge {
     };
 
     try {
-      for (const record of this.journal.read(this.nextSeq)) {
+      for (const record of outgoing(this.journal, this.nextSeq)) {
         if (record.seq < expected) continue;
         if (record.seq > expected) {
           // Never expected: registerd prunes only what the ledger acked. Send what is left; the
@@ -570,7 +607,7 @@ export class CloudBridge {
           this.noteError(`the journal no longer holds seqs ${expected} to ${record.seq - 1}`, 'error');
           expected = record.seq;
         }
-        const json = JSON.stringify(record);
+        const { json } = record;
         const jsonBytes = Buffer.byteLength(json);
         // A comma between records; a record alone is sent even if larger (the journal bounds it far below).
         if (

@@ -400,6 +400,26 @@ export class Journal<S = undefined> {
    * stays bounded by one segment whatever the journal's length.
    */
   *read(fromSeq = 1): Generator<JournalRecord> {
+    for (const { seq, payload } of this.readPayloads(fromSeq)) {
+      const record = JSON.parse(payload) as JournalRecord;
+      if (record.seq !== seq) {
+        throw new RegisterError(
+          'JOURNAL_CORRUPT',
+          `${this.segmentOf(seq)}: record ${record.seq} where ${seq} belongs`,
+          {
+            file: this.segmentOf(seq),
+          },
+        );
+      }
+      yield record;
+    }
+  }
+
+  /**
+   * As read(), the records' payloads as on flash: each one the JCS text of its record, the form the
+   * cloud bridge sends. Not parsed: a reader that only passes records on spends nothing on them.
+   */
+  *readPayloads(fromSeq = 1): Generator<{ seq: number; payload: string }> {
     let start = 0;
     for (let i = 0; i < this.segments.length; i++) {
       if (this.segments[i]!.header.firstSeq <= fromSeq) start = i;
@@ -443,23 +463,21 @@ export class Journal<S = undefined> {
         offset = alignUp(frame.end);
         if (seq > this.seq) return;
         if (seq >= fromSeq) {
-          const record = JSON.parse(frame.payload.toString('utf8')) as JournalRecord;
-          if (record.seq !== seq)
-            throw new RegisterError(
-              'JOURNAL_CORRUPT',
-              `${seg.name}: record ${record.seq} where ${seq} belongs`,
-              {
-                file: seg.name,
-              },
-            );
           // At this record, not past it: a reader that stops on a record it did not use (the bridge, when
           // its batches in flight are full) comes back for that same record.
           this.readHint = { segment: seg.name, seq, offset: frameAt };
-          yield record;
+          yield { seq, payload: frame.payload.toString('utf8') };
         }
         seq++;
       }
     }
+  }
+
+  /** The name of the segment that holds `seq`. */
+  private segmentOf(seq: number): string {
+    let name = this.segments[0]?.name ?? '';
+    for (const seg of this.segments) if (seg.header.firstSeq <= seq) name = seg.name;
+    return name;
   }
 
   /** Where the last read() stopped: the last record it gave, its seq and its offset in that segment. */

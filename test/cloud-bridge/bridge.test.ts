@@ -569,6 +569,34 @@ t.test(
   },
 );
 
+t.test("records go out as the journal's own JCS text, not parsed and written again", async (t) => {
+  const dir = t.testdir();
+  const j = openJournal(dir);
+  appendSales(j, 2);
+  j.clock.advance(1000);
+  // Integer-like keys: JavaScript lists them numerically, so a parsed and re-written record would not
+  // keep JCS order ("1000" before "200").
+  j.journal.append([{ type: 'shift.opened', floatCounts: { '1000': 5, '200': 10 } }]);
+  const payloads = [...j.journal.readPayloads(1)].map((p) => p.payload);
+  t.match(payloads[2], /"floatCounts":\{"1000":5,"200":10\}/);
+  const broker = await startBroker();
+  t.teardown(() => broker.close());
+  const sent: string[] = [];
+  await brokerSubscribe(broker, topics.journal(DEVICE), (p) => sent.push(p.toString('utf8')));
+  const ledger = new FakeLedger(1, 'none');
+  await ledger.attach(broker);
+  const { bridge } = makeBridge(t, { brokerUrl: broker.url, journal: j.journal, stateDir: dir });
+  await bridge.start();
+  await until('the batch', () => sent.length === 1);
+  t.equal(sent[0], `{"v":1,"deviceId":"${DEVICE}","epoch":1,"records":[${payloads.join(',')}]}`);
+  t.equal(ledger.chainBreaks, 0);
+  t.same(
+    ledger.books.map((r) => r.seq),
+    [1, 2, 3],
+  );
+  t.equal(bridge.status().oldestPendingTs, recordAt(j.journal, 1).ts, "the batch's first record's time");
+});
+
 t.test('an ack covering part of a batch: sending resumes right after it', async (t) => {
   const dir = t.testdir();
   const j = openJournal(dir);
