@@ -387,6 +387,8 @@ export function buildBundle(o: BundleOptions): BundleResult {
     for (const cmd of COMMANDS) fs.symlinkSync('launcher', path.join(app, 'bin', cmd));
     copyTree(path.join(repo, 'systemd'), path.join(app, 'systemd'));
     copyTree(path.join(repo, 'docs'), path.join(app, 'docs'));
+    // Keymaps for POS keypads, to install as the shop's /etc/register/keymap.json (docs/till-ui.md).
+    copyTree(path.join(repo, 'appliance/ui/keymaps'), path.join(app, 'keymaps'));
 
     const runtimePackage = {
       name: pkgJson.name,

@@ -1,6 +1,7 @@
 // `npm run net -- down|up|status [--state DIR]`: the demo store's internet connection switch.
 //   down     cut the register's link to the ledger (and the card terminal's to its host)
-//   up       restore it; the register reconnects on its own backoff, within 30 s
+//   up       restore it; the register reconnects on its own backoff, within a few seconds (the demo's
+//            registerd retries at most 3 s apart; the switch reads its file every 250 ms)
 //   status   the switch's position and the register's sync queue (pending records, oldest age)
 // It writes `up` or `down` to <state>/net in one step (temp file + rename); the running demo polls it.
 import { callControl } from '../appliance/control/client.js';
@@ -55,7 +56,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(
       what === 'down'
         ? `net: down (the register is cut off from the ledger${demo.devices.terminal === 'ecr' ? '; the card terminal approves offline' : ''})\n`
-        : 'net: up (the register reconnects within 30 s and sends what it queued)\n',
+        : 'net: up (the register reconnects within a few seconds and sends what it queued)\n',
     );
     return 0;
   }

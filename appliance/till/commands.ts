@@ -415,7 +415,9 @@ function addLine(
   let approvedBy: string | undefined;
   if (product.openPrice || priceMinor !== undefined) {
     if (priceMinor === undefined)
-      throw new RegisterError('PRICE_REQUIRED', `${product.name} needs a price keyed in`);
+      throw new RegisterError('PRICE_REQUIRED', `${product.name} needs a price keyed in`, {
+        sku: product.sku,
+      });
     if (priceMinor !== product.priceMinor || product.openPrice)
       approvedBy = approve(s, ctx, approval, 'a keyed-in price');
     unitMinor = priceMinor;

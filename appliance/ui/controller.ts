@@ -8,7 +8,7 @@
 import { currencyExponent, formatAmount } from '../till/money.js';
 import type { SaleLine as TillSaleLine } from '../till/state.js';
 import type { Action } from './keymap.js';
-import type { Answer } from './link.js';
+import type { Answer, ControlFailure } from './link.js';
 
 // ---- what the register tells us (the parts of status and till.info the till draws) ----
 
@@ -110,6 +110,8 @@ type Mode =
   | { kind: 'cashMove'; purpose: 'payout' | 'paidIn'; step: 'reason'; amountMinor: number }
   | { kind: 'refund' }
   | { kind: 'discount' }
+  /** An open-price item (PRICE_REQUIRED): its price on the keypad, then `sale.add` with it. */
+  | { kind: 'price'; code: string; sku: string; why: string }
   | { kind: 'report'; title: string; lines: string[] }
   | { kind: 'approval'; step: 'manager'; retry: Retry; back: Mode }
   | { kind: 'approval'; step: 'pin'; managerId: string; name: string; retry: Retry; back: Mode };
@@ -124,7 +126,7 @@ export class TillController {
   /** The last completed sale's change, shown large until the next sale starts. */
   private completed: { changeMinor: number; totalMinor: number; receiptNo: number } | null = null;
   private showHelp = false;
-  /** The last scan announced, by when it was read (null before the first push that had one). */
+  /** When the last scan seen was read (-1: none yet; null: no status pushed yet). */
   private lastScanAt: number | null = null;
 
   constructor(
@@ -149,14 +151,17 @@ export class TillController {
     if (!status.session && this.mode.kind !== 'login') this.toLogin();
     if (status.session && this.mode.kind === 'login') this.toSale();
     if (status.sale) this.completed = null;
-    const scan = status.lastScan;
-    if (scan && scan.atMs !== this.lastScanAt) {
-      if (this.lastScanAt !== null || !this.message) {
-        if (scan.ok) this.say(`Scanned ${scan.code}: ${scan.name ?? ''}`.trim(), 'info');
-        else this.say(`Scan ${scan.code}: ${scan.error?.message ?? 'refused'}`, 'error');
-      }
-      this.lastScanAt = scan.atMs;
+    // The first push only sets the mark: a scan from before the till started is not news. Every
+    // later change is, whatever is on screen (after a login "Welcome, …" always is).
+    const scanAt = status.lastScan?.atMs ?? -1;
+    if (this.lastScanAt !== null && scanAt !== this.lastScanAt && status.lastScan) {
+      const scan = status.lastScan;
+      if (scan.ok) this.say(`Scanned ${scan.code}: ${scan.name ?? ''}`.trim(), 'info');
+      else if (scan.error?.code === 'PRICE_REQUIRED' && this.mode.kind === 'sale')
+        this.askPrice(scan.code, scan.error);
+      else this.say(`Scan ${scan.code}: ${scan.error?.message ?? 'refused'}`, 'error');
     }
+    this.lastScanAt = scanAt;
     this.onChange();
   }
 
@@ -206,6 +211,8 @@ export class TillController {
         return this.refundKey(action);
       case 'discount':
         return this.discountKey(action);
+      case 'price':
+        return this.priceKey(action);
       case 'report':
         if (action === 'enter' || action === 'clear') this.toSale();
         this.onChange();
@@ -277,6 +284,7 @@ export class TillController {
         this.input = '';
         const a = await this.run('sale.scan', { code });
         if (a.ok) this.say(`${code}: ${lineName(a.result)}`, 'info');
+        else if (a.error.code === 'PRICE_REQUIRED') this.askPrice(code, a.error);
         else this.fail(a);
         return this.onChange();
       }
@@ -547,6 +555,49 @@ export class TillController {
     });
   }
 
+  // ---- an open-price item ----
+
+  /**
+   * A code the register will only ring up with a price keyed in. `sale.add` takes an SKU: the one the
+   * refusal names (`details.sku`), else the code itself (an SKU typed in is also a code).
+   */
+  private askPrice(code: string, error: { message: string; details?: Record<string, unknown> }): void {
+    const sku = typeof error.details?.sku === 'string' ? error.details.sku : code;
+    this.mode = { kind: 'price', code, sku, why: error.message };
+    this.input = '';
+    this.say(`${error.message}: type the price, then Enter`, 'info');
+  }
+
+  private async priceKey(action: Action): Promise<void> {
+    if (this.mode.kind !== 'price') return;
+    const m = this.mode;
+    if (action === 'clear') {
+      this.toSale();
+      return this.sayNow(`${m.code}: not added (no price)`, 'info');
+    }
+    if (action !== 'enter') return;
+    const priceMinor = this.input ? this.amountOf(this.input) : null;
+    if (priceMinor === null) return this.sayNow('Type the price, then Enter', 'error');
+    this.input = '';
+    const label = `${m.code} at ${this.money(priceMinor)}`;
+    return this.attempt(
+      'sale.add',
+      { sku: m.sku, priceMinor },
+      label,
+      (result) => {
+        this.say(`${m.code}: ${lineName(result)} at ${this.money(priceMinor)}`, 'info');
+        this.toSale();
+      },
+      (error) => {
+        // A barcode is no SKU, and this register's refusal did not name the item's SKU.
+        if (error.code !== 'UNKNOWN_SKU' || m.sku !== m.code) return false;
+        this.toSale();
+        this.say(`${m.code}: this register cannot take a price for it (it names no SKU): not added`, 'error');
+        return true;
+      },
+    );
+  }
+
   // ---- manager approval ----
 
   /**
@@ -558,6 +609,8 @@ export class TillController {
     params: Record<string, unknown>,
     label: string,
     onDone: (result: unknown) => void = () => undefined,
+    /** A refusal said in the screen's own words; false: the register's words. */
+    explain: (error: ControlFailure) => boolean = () => false,
   ): Promise<void> {
     const a = await this.run(method, params);
     if (a.ok) {
@@ -571,7 +624,7 @@ export class TillController {
         back: this.mode,
       };
       this.say(`${label}: needs a manager`, 'info');
-    } else this.fail(a);
+    } else if (!explain(a.error)) this.fail(a);
     this.onChange();
   }
 
@@ -722,10 +775,11 @@ export class TillController {
 
   // ---- the view ----
 
-  view(): View {
+  /** The screen as text for a terminal `width` columns wide (80: the Linux console). */
+  view(width = 80): View {
     const s = this.status;
     const v: View = {
-      statusLine: this.statusLine(),
+      statusLine: this.statusLine(width),
       title: '',
       body: [],
       big: null,
@@ -825,6 +879,12 @@ export class TillController {
         v.prompt = 'Percent';
         v.keys = 'Enter: sale   Qty: last line   Esc: back';
         break;
+      case 'price':
+        v.title = `Price for ${m.code}`;
+        v.body = ['', `  ${m.why}.`, '  Type the price (1250 is 12.50, or 12.5) and press Enter.'];
+        v.prompt = 'Price';
+        v.keys = 'Enter: add   Esc: cancel';
+        break;
       case 'report':
         v.title = m.title;
         v.body = ['', ...m.lines.map((l) => `  ${l}`)];
@@ -896,17 +956,26 @@ export class TillController {
     if (s?.terminalMessage) this.message = { text: `Terminal: ${s.terminalMessage.message}`, level: 'info' };
   }
 
-  private statusLine(): string {
+  /**
+   * The status line in at most `width` columns. Every field is there when it fits; past the width the
+   * least important go first (STATUS_STEPS): the time of day, then the devices and the offline card
+   * count. The link with its queue, the cashier and the clock's trust always stay (a long name is
+   * shortened, never dropped).
+   */
+  private statusLine(width: number): string {
     if (!this.linkUp) return ' REGISTER DOWN ';
     const s = this.status;
     if (!s) return ' connecting… ';
-    const parts: string[] = [];
+    const fields: StatusField[] = [];
     const sync = s.sync;
     if (sync) {
       const age =
         sync.oldestPendingTs !== null ? ` ${ageText(this.ports.nowMs() - sync.oldestPendingTs)}` : '';
-      parts.push(`${sync.state === 'connected' ? 'ONLINE' : 'OFFLINE'} q${sync.pending}${age}`);
-    } else parts.push('LOCAL');
+      fields.push({
+        kind: 'link',
+        text: `${sync.state === 'connected' ? 'ONLINE' : 'OFFLINE'} q${sync.pending}${age}`,
+      });
+    } else fields.push({ kind: 'link', text: 'LOCAL' });
     for (const [name, label] of [
       ['printer', 'PRN'],
       ['terminal', 'TRM'],
@@ -915,14 +984,61 @@ export class TillController {
       const d = s.devices[name];
       if (!d || d.state === 'none') continue;
       const detail = name === 'printer' && d.printer && d.printer !== 'ok' ? d.printer : d.state;
-      parts.push(`${label} ${detail}${d.queued ? ` (${d.queued})` : ''}`);
+      fields.push({ kind: name, text: `${label} ${detail}${d.queued ? ` (${d.queued})` : ''}` });
     }
-    if (s.offlineCard?.count) parts.push(`card offline ${s.offlineCard.count}`);
-    parts.push(s.session ? s.session.name : 'nobody');
-    parts.push(s.clockTrusted ? 'clock ok' : 'clock ?');
-    parts.push(clockText(this.ports.nowMs()));
-    return ` ${parts.join(' | ')} `;
+    if (s.offlineCard?.count)
+      fields.push({ kind: 'offlineCard', text: `card offline ${s.offlineCard.count}` });
+    fields.push({ kind: 'cashier', text: s.session ? s.session.name : 'nobody' });
+    fields.push({ kind: 'clock', text: s.clockTrusted ? 'clock ok' : 'clock ?' });
+    fields.push({ kind: 'time', text: clockText(this.ports.nowMs()) });
+    return fitStatusLine(fields, width);
   }
+}
+
+type StatusField = {
+  kind: 'link' | 'printer' | 'terminal' | 'scanner' | 'offlineCard' | 'cashier' | 'clock' | 'time';
+  text: string;
+};
+
+/**
+ * How a status line past its width is shortened, step by step until it fits: the time of day goes
+ * first, then the fields take their short forms, then the devices and the offline card count go. The
+ * link, the cashier and the clock's trust never do.
+ */
+const STATUS_STEPS: ((fields: StatusField[]) => StatusField[])[] = [
+  (fs) => fs.filter((f) => f.kind !== 'time'),
+  (fs) =>
+    fs.map((f) => {
+      if (f.kind === 'offlineCard') return { ...f, text: f.text.replace('card offline', 'offl.card') };
+      if (f.kind === 'printer')
+        return { ...f, text: f.text.replace('paper-near-end', 'paper-low').replace(' (', '(') };
+      return f;
+    }),
+  ...(['scanner', 'terminal', 'offlineCard', 'printer'] as const).map(
+    (kind) => (fs: StatusField[]) => fs.filter((f) => f.kind !== kind),
+  ),
+];
+/** A cashier's name is cut to this many characters at least before anything essential is. */
+const MIN_NAME_CHARS = 6;
+
+/** The fields joined in at most `width` columns (STATUS_STEPS), a long name shortened last. */
+function fitStatusLine(fields: StatusField[], width: number): string {
+  const join = (fs: StatusField[]) => ` ${fs.map((f) => f.text).join(' | ')} `;
+  let kept = fields;
+  for (const step of STATUS_STEPS) {
+    if (join(kept).length <= width) return join(kept);
+    kept = step(kept);
+  }
+  const over = join(kept).length - width;
+  if (over > 0) {
+    kept = kept.map((f) => {
+      if (f.kind !== 'cashier' || f.text.length <= MIN_NAME_CHARS) return f;
+      const chars = Math.max(MIN_NAME_CHARS, f.text.length - over - 1);
+      return { ...f, text: `${f.text.slice(0, chars)}…` };
+    });
+  }
+  // Only a terminal narrower than any till is cut off, and then from the right.
+  return join(kept).slice(0, width);
 }
 
 function digitOf(action: Action): string | null {

@@ -4,10 +4,13 @@
 //
 //   register-ui [--socket PATH] [--keymap FILE]
 //   npm run ui -- --socket demo-state/control.sock
+//
+// Without --keymap the shop's keymap is /etc/register/keymap.json when there is one (the POS keypad's,
+// appliance/ui/keymaps/pos-keypad.json, installed there), else the defaults for a PC keyboard.
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import { realpathSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { TillController, type RegisterStatus } from './controller.js';
 import { defaultKeymap, loadKeymap, KeymapError } from './keymap.js';
 import { ControlLink } from './link.js';
@@ -26,6 +29,15 @@ export interface RunningTillUi {
   stop(): void;
 }
 
+/** The shop's keymap on the appliance, used when there is no --keymap (docs/till-ui.md). */
+export const SITE_KEYMAP_FILE = '/etc/register/keymap.json';
+
+/** The keymap file to load: the one asked for, else the shop's when it exists, else none (defaults). */
+export function keymapFileFor(asked: string | undefined, siteFile = SITE_KEYMAP_FILE): string | undefined {
+  if (asked) return asked;
+  return existsSync(siteFile) ? siteFile : undefined;
+}
+
 /** How often the screen redraws without news: the clock and the queue's age move on their own. */
 const TICK_MS = 15_000;
 
@@ -39,7 +51,7 @@ export async function runTillUi(opts: TillUiOptions): Promise<RunningTillUi> {
     scheduled = true;
     setImmediate(() => {
       scheduled = false;
-      if (!stopped) screen.draw(till.view());
+      if (!stopped) screen.draw(till.view(screen.width));
     });
   };
   const till = new TillController(
@@ -90,7 +102,8 @@ async function main(argv: string[]): Promise<void> {
   const socketPath = values.socket ?? path.join(stateDir, 'control.sock');
   let ui: RunningTillUi;
   try {
-    ui = await runTillUi({ socketPath, ...(values.keymap ? { keymapFile: values.keymap } : {}) });
+    const keymapFile = keymapFileFor(values.keymap);
+    ui = await runTillUi({ socketPath, ...(keymapFile ? { keymapFile } : {}) });
   } catch (err) {
     process.stderr.write(`register-ui: ${err instanceof KeymapError ? err.message : String(err)}\n`);
     process.exit(78);

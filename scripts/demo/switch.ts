@@ -3,7 +3,7 @@
 // terminal simulator's followConnectionFile: polling survives the file being replaced by a rename.
 // Down: every proxied connection is destroyed and new ones are accepted and closed at once, as when
 // the shop's internet is gone. Up: connections go through again (the bridge retries on its own
-// backoff, so it is back within its longest pause, 30 s). Slow (`slow()`, for tests and demos from
+// backoff, so it is back within its longest pause: 3 s in the demo, scripts/demo.ts). Slow (`slow()`, for tests and demos from
 // code): while up, every byte each way arrives late and no faster than a given rate, as over a
 // congested mobile link; the register's figures show the queue draining slowly instead of at once.
 import { unwatchFile, watchFile } from 'node:fs';

@@ -4,6 +4,7 @@
 // restores the register's link, and SIGINT stops it all: exit 0, nothing left running.
 import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -13,12 +14,13 @@ import { code } from '../support/till-fixtures.js';
 import { processesMentioning } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
 import { processAlive } from '../../scripts/demo/state.js';
+import { LEDGER_DEFAULTS } from '../../ledger/main.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** Starting takes a few seconds (tsx compiles, the ledger migrates); every other wait is shorter. */
 const START_MS = 60_000;
 const WAIT_MS = 20_000;
-/** The bridge retries on a backoff of at most 30 s: back online within that after `net up`. */
+/** The demo's bridge retries at most 3 s apart (scripts/demo.ts): well within this after `net up`. */
 const RECONNECT_MS = 45_000;
 /** A clean stop takes well under a second; the demo's own hard stop is at 20 s. */
 const STOP_MS = 30_000;
@@ -94,18 +96,21 @@ interface RunningDemo {
   exited: Promise<number | null>;
 }
 
-/** `npm start` headless in a fresh state directory, up to its ready line; stopped at teardown if still up. */
-async function startDemo(t: Test, env: NodeJS.ProcessEnv = {}): Promise<RunningDemo> {
+/**
+ * `npm start` headless in a fresh state directory, up to its ready line; stopped at teardown if still up.
+ * `ports`: its port flags (any free ports unless told).
+ */
+async function startDemo(
+  t: Test,
+  env: NodeJS.ProcessEnv = {},
+  ports: string[] = ['--http', '0', '--mqtt', '0'],
+): Promise<RunningDemo> {
   const dir = stateDir(t);
-  const proc = spawn(
-    'npx',
-    ['tsx', 'scripts/demo.ts', '--no-ui', '--state', dir, '--http', '0', '--mqtt', '0'],
-    {
-      cwd: root,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const proc = spawn('npx', ['tsx', 'scripts/demo.ts', '--no-ui', '--state', dir, ...ports], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const out = collect(proc);
   let exitCode: number | null | undefined;
   const exited = new Promise<number | null>((r) =>
@@ -259,3 +264,25 @@ t.test(
     await stopDemo(t, running);
   },
 );
+
+t.test('npm start with its default HTTP port busy: it takes a free one and says so', async (t) => {
+  // The default: held here, unless something on this machine holds it already (busy either way).
+  const DEFAULT_HTTP = LEDGER_DEFAULTS.http;
+  const holder = createServer();
+  const held = await new Promise<boolean>((resolve, reject) => {
+    holder.once('error', (err: NodeJS.ErrnoException) =>
+      err.code === 'EADDRINUSE' ? resolve(false) : reject(err),
+    );
+    holder.listen(DEFAULT_HTTP, '127.0.0.1', () => resolve(true));
+  });
+  t.teardown(() => new Promise<void>((r) => (held ? holder.close(() => r()) : r())));
+  // No --http and no DEMO_HTTP_PORT: the default is asked for; the broker on any free port.
+  const running = await startDemo(t, { DEMO_HTTP_PORT: '' }, ['--mqtt', '0']);
+  const port = Number(new URL(running.ready.ledgerHttp).port);
+  t.not(port, DEFAULT_HTTP, 'the ledger is on another port');
+  t.ok(port > 0);
+  t.match(running.out.stderr, `port ${DEFAULT_HTTP} was busy: HTTP on ${port}`, 'and the banner says which');
+  const res = await fetch(`${running.ready.ledgerHttp}/api/sales`);
+  t.equal(res.status, 200, 'the ledger answers on the port it printed');
+  await stopDemo(t, running);
+});

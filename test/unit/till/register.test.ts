@@ -211,6 +211,14 @@ t.test('every refusal has its code, and leaves no record behind', async (t) => {
   }
 });
 
+t.test('an open-price item scanned: PRICE_REQUIRED names its SKU, for the till to ask a price', async (t) => {
+  const r = await readyRegister();
+  await t.rejects(r.call('sale.scan', { code: code('GIFT-OPEN') }), {
+    code: 'PRICE_REQUIRED',
+    details: { sku: 'GIFT-OPEN' },
+  });
+});
+
 t.test('a cash sale: lines, totals, change, a gapless receipt number', async (t) => {
   const r = await readyRegister();
   await r.call('sale.scan', { code: ESPRESSO });

@@ -2,6 +2,7 @@
 import t from 'tap';
 import { TillController, type RegisterStatus } from '../../../appliance/ui/controller.js';
 import type { Answer } from '../../../appliance/ui/link.js';
+import type { Action } from '../../../appliance/ui/keymap.js';
 
 const INFO = {
   storeName: 'Test shop',
@@ -147,11 +148,63 @@ t.test('the status line: link, queue and age, devices, cashier, clock', async (t
     t.match(line, part);
 });
 
+t.test('the status line fits its width: the time goes first, the essentials never', async (t) => {
+  const name = 'Maximiliane Alexandra von Hohenzollern-S'; // 40: the longest name a cashier list holds
+  t.equal(name.length, 40);
+  const nowMs = 400 * 24 * 3_600_000; // the oldest record 9,600 hours old: over a year offline
+  const till = new TillController({ ...fakeRegister(() => ok()).ports, nowMs: () => nowMs });
+  till.setLink(true);
+  await flush();
+  till.setStatus(
+    status({
+      clockTrusted: false,
+      session: { cashierId: 'max', name, role: 'manager' },
+      sync: { state: 'offline', pending: 999_999, oldestPendingTs: 0 },
+      devices: {
+        printer: { state: 'fault', printer: 'paper-near-end', queued: 99_999 },
+        terminal: { state: 'fault' },
+        scanner: { state: 'fault' },
+      },
+      offlineCard: { count: 99_999, totalMinor: 99_999_999 },
+    }),
+  );
+  for (const width of [80, 60, 45]) {
+    const line = till.view(width).statusLine;
+    t.ok(line.length <= width, `${line.length} columns in ${width}: ${JSON.stringify(line)}`);
+    t.match(line, /OFFLINE q999999 9600h00/, `the link, the queue and its age at ${width}`);
+    t.match(line, /\| clock \? $/, `the clock's trust at ${width}`);
+    t.match(line, /\| Maximi/, `the cashier at ${width}`);
+    t.notMatch(line, /\d\d:\d\d/, `the time of day went first at ${width}`);
+  }
+  t.match(till.view(80).statusLine, `| ${name} |`, 'the whole name at 80 columns');
+  t.ok(till.view(80).statusLine.length <= 80);
+
+  // A line only the time pushes past the width loses the time and nothing else.
+  till.setStatus(
+    status({
+      sync: { state: 'offline', pending: 12, oldestPendingTs: nowMs - 4 * 60_000 },
+      devices: {
+        printer: { state: 'fault', printer: 'cover-open', queued: 3 },
+        terminal: { state: 'ok' },
+        scanner: { state: 'ok' },
+      },
+      offlineCard: { count: 2, totalMinor: 1000 },
+      session: { cashierId: 'ana', name: 'Anastasia', role: 'cashier' },
+    }),
+  );
+  const full = till.view(200).statusLine;
+  t.match(full, / \| \d\d:\d\d $/, 'with room, the time is there');
+  const narrow = till.view(full.length - 2).statusLine;
+  t.equal(narrow, full.replace(/ \| \d\d:\d\d $/, ' '), 'one column short: only the time is gone');
+});
+
 t.test('a scan from the scanner is announced once, when it is new', async (t) => {
   const till = new TillController(fakeRegister(() => ok()).ports);
   till.setLink(true);
   await flush();
   const scan = { code: '4006381333900', atMs: 5, ok: true, name: 'Espresso beans' };
+  till.setStatus(status({ lastScan: { ...scan, code: '111', atMs: 1 } }));
+  t.equal(till.view().message, null, 'a scan from before the till started is not news');
   till.setStatus(status({ lastScan: scan }));
   t.match(till.view().message, { text: 'Scanned 4006381333900: Espresso beans', level: 'info' });
   await till.press('subtotal');
@@ -169,4 +222,98 @@ t.test('a scan from the scanner is announced once, when it is new', async (t) =>
     }),
   );
   t.match(till.view().message, { text: 'Scan 123: no product for 123', level: 'error' });
+});
+
+t.test('the first scan after the till starts is announced over a message already showing', async (t) => {
+  const till = new TillController(fakeRegister(() => ok()).ports);
+  till.setLink(true);
+  await flush();
+  till.setStatus(status({ session: null }));
+  await till.press('digit1');
+  for (const k of ['digit1', 'digit1', 'digit1', 'digit1', 'enter'] as const) await till.press(k);
+  till.setStatus(status());
+  t.match(till.view().message, { text: 'Welcome, Ana' }, 'a message is showing');
+  till.setStatus(
+    status({
+      lastScan: {
+        code: '12345',
+        atMs: 7,
+        ok: false,
+        error: { code: 'UNKNOWN_BARCODE', message: 'no product for 12345' },
+      },
+    }),
+  );
+  t.match(till.view().message, { text: 'Scan 12345: no product for 12345', level: 'error' });
+});
+
+t.test('an open-price item asks for its price and adds it with sale.add', async (t) => {
+  const VOUCHER = '2000000000015';
+  const priceRequired = (details?: Record<string, unknown>): Answer => ({
+    ok: false,
+    error: {
+      code: 'PRICE_REQUIRED',
+      message: 'Gift voucher needs a price keyed in',
+      ...(details ? { details } : {}),
+    },
+  });
+  const reg = fakeRegister((method, params) => {
+    if (method === 'sale.scan') return priceRequired({ sku: 'GIFT-OPEN' });
+    if (method === 'sale.add' && !params.approval) return refused('MANAGER_REQUIRED', 'needs a manager');
+    return ok({ line: { name: 'Gift voucher' } });
+  });
+  const till = new TillController(reg.ports);
+  till.setLink(true);
+  await flush();
+  till.setStatus(status());
+  for (const d of VOUCHER) await till.press(`digit${d}` as Action);
+  await till.press('enter');
+  t.equal(till.view().title, `Price for ${VOUCHER}`);
+  t.equal(till.view().prompt, 'Price');
+  t.match(till.view().message, { text: /Gift voucher needs a price keyed in: type the price/ });
+  await till.press('enter');
+  t.match(till.view().message, { text: 'Type the price, then Enter', level: 'error' }, 'no price typed');
+  for (const k of ['digit2', 'digit5', 'decimal'] as const) await till.press(k);
+  await till.press('enter');
+  t.match(till.view().title, /Manager approval: 2000000000015 at 25\.00/, 'an open price needs a manager');
+  await till.press('digit1');
+  for (const k of ['digit9', 'digit9', 'digit9', 'digit9', 'enter'] as const) await till.press(k);
+  t.same(
+    reg.calls.filter((c) => c.method === 'sale.add').map((c) => c.params),
+    [
+      { sku: 'GIFT-OPEN', priceMinor: 2500 },
+      { sku: 'GIFT-OPEN', priceMinor: 2500, approval: { managerId: 'mia', pin: '9999' } },
+    ],
+    'the SKU the refusal named, at the price typed',
+  );
+  t.match(till.view().message, { text: `${VOUCHER}: Gift voucher at 25.00` });
+  t.equal(till.view().prompt, 'Code/amount', 'back on the sale');
+
+  // From the scanner, without an SKU in the refusal: the code is tried as the SKU; Esc gives up.
+  const error = { code: 'PRICE_REQUIRED', message: 'Gift voucher needs a price keyed in' };
+  till.setStatus(status({ lastScan: { code: 'GIFT-OPEN', atMs: 3, ok: false, error } }));
+  t.equal(till.view().title, 'Price for GIFT-OPEN');
+  await till.press('clear');
+  t.match(till.view().message, { text: 'GIFT-OPEN: not added (no price)' });
+  t.equal(till.view().prompt, 'Code/amount');
+});
+
+t.test('an open-price barcode the register names no SKU for is explained, not retried', async (t) => {
+  const reg = fakeRegister((method, params) =>
+    method === 'sale.scan'
+      ? refused('PRICE_REQUIRED', 'Gift voucher needs a price keyed in')
+      : refused('UNKNOWN_SKU', `no product ${String(params.sku)}`),
+  );
+  const till = new TillController(reg.ports);
+  till.setLink(true);
+  await flush();
+  till.setStatus(status());
+  for (const d of '2000000000015') await till.press(`digit${d}` as Action);
+  await till.press('enter');
+  for (const k of ['digit5', 'decimal', 'enter'] as const) await till.press(k);
+  t.same(reg.calls.at(-1), { method: 'sale.add', params: { sku: '2000000000015', priceMinor: 500 } });
+  t.match(till.view().message, {
+    text: /2000000000015: this register cannot take a price for it/,
+    level: 'error',
+  });
+  t.equal(till.view().prompt, 'Code/amount', 'back on the sale');
 });

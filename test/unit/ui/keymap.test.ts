@@ -2,7 +2,17 @@
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { DEFAULT_KEYS, defaultKeymap, loadKeymap } from '../../../appliance/ui/keymap.js';
+import { fileURLToPath } from 'node:url';
+import {
+  ACTIONS,
+  DEFAULT_KEYS,
+  defaultKeymap,
+  loadKeymap,
+  type Action,
+} from '../../../appliance/ui/keymap.js';
+import { keymapFileFor, SITE_KEYMAP_FILE } from '../../../appliance/ui/main.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
 t.test('the default keymap: every digit, Enter once, and the POS keys', async (t) => {
   const map = defaultKeymap();
@@ -46,4 +56,53 @@ t.test('a bad keymap file is refused with the file and the key named', async (t)
   refused('{"keys": {}, "colour": "red"}', /keys\.json: .*colour/);
   refused('{"keys": ', /keys\.json: .*JSON/);
   t.throws(() => loadKeymap(path.join(dir, 'missing.json')), /missing\.json/);
+});
+
+t.test('the shipped POS keypad keymap maps every key the issue lists, and nothing else', async (t) => {
+  const file = path.join(root, 'appliance/ui/keymaps/pos-keypad.json');
+  const map = loadKeymap(file);
+  const mapped = new Set(map.values());
+  // A keypad's legends (issue 6): digits, 00, decimal, Enter, Clear, Void, Qty, Subtotal, Cash, Card,
+  // and the function keys the till has (help, the shift menu, refund … the quick cash amounts).
+  const wanted: Action[] = [
+    ...[...'0123456789'].map((d) => `digit${d}` as Action),
+    'double0',
+    'decimal',
+    'enter',
+    'clear',
+    'backspace',
+    'void',
+    'qty',
+    'subtotal',
+    'cash',
+    'card',
+    'help',
+    'shift',
+    'refund',
+    'reprint',
+    'discount',
+    'cancelSale',
+    'noSale',
+    'logout',
+    'quick1',
+    'quick2',
+    'quick3',
+    'quick4',
+  ];
+  for (const action of wanted) t.ok(mapped.has(action), `${action} is on the keypad`);
+  t.same(
+    ACTIONS.filter((a) => mapped.has(a)),
+    ACTIONS.filter((a) => wanted.includes(a)),
+    'and only those: no quit key (the appliance has no shell behind the till)',
+  );
+  t.notOk(map.has('c'), 'the PC keyboard letters are not kept (replace)');
+});
+
+t.test('register-ui takes --keymap, else the shop keymap when it exists, else the defaults', async (t) => {
+  const dir = t.testdir({ 'keymap.json': '{"keys": {}}' });
+  const site = path.join(dir, 'keymap.json');
+  t.equal(keymapFileFor('/x/asked.json', site), '/x/asked.json');
+  t.equal(keymapFileFor(undefined, site), site);
+  t.equal(keymapFileFor(undefined, path.join(dir, 'missing.json')), undefined);
+  t.equal(SITE_KEYMAP_FILE, '/etc/register/keymap.json');
 });
