@@ -8,20 +8,24 @@
 // included. The card terminal simulator (on a socat pty) and the ledger (SQLite, embedded broker) run
 // in this process: they are the world outside the register and keep their power. Each cycle cuts the
 // power one of four ways, chosen from the seed:
-//   recovery — during start-up (a cut armed at an early step, or a kill before the register is ready);
+//   recovery — during start-up (a cut armed at an early step, or a kill at a random point of its start);
 //   inside   — at a random durable step while sales are rung up (junk in the torn sector half the time);
 //   outside  — a SIGKILL at a random moment while sales are rung up;
 //   card     — a SIGKILL while a card payment is being authorised.
-// After each restart: every sale the register acknowledged is there with the same receipt number,
-// hash and seq, no card payment is left open, the receipt series has no gap. At the end the register
-// runs without cuts until the ledger has booked everything; then the journal's chain is verified and
-// the ledger reconciled against what was acknowledged and what the terminal charged.
+// After each cut, the journal as it is on the disk verifies (a torn tail at most). After each restart:
+// every sale the register acknowledged is there with the same receipt number, hash and seq, no card
+// payment is left open, and every receipt number since the last check reads back (no gap). At the end
+// the register runs without cuts until the ledger has booked everything; then the journal's chain is
+// verified and the ledger reconciled against what was acknowledged and what the terminal charged (its
+// receipt numbers 1..n, no gap). Whether the targeted cuts hit is counted: cuts that landed before the
+// register was ready, and restarts that had to settle an open card payment with the terminal.
 //
 // With --power-cmd the same load and checks drive a real register (docs/soak.md): the command is run
 // with `off` and `on` to cut and restore its power (a relay or a smart plug), --socket names its
 // control socket (forwarded over ssh), and the ledger's books are read from --ledger-db.
 //
-// Prints one JSON line; exits 1 when an invariant was broken.
+// Prints one JSON line on stdout, exactly the nine figures issue 7 names (SOAK_LINE_KEYS), and the
+// other figures as one JSON line on stderr; exits 1 when an invariant was broken.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -72,7 +76,20 @@ interface AckedSale {
   cycle: number;
 }
 
-export interface SoakResult {
+/** The soak's one stdout line: issue 7 names exactly these figures, in this order. */
+export const SOAK_LINE_KEYS = [
+  'cycles',
+  'sales_acked',
+  'sales_in_ledger',
+  'lost',
+  'duplicates',
+  'double_charges',
+  'chain_ok',
+  'max_recovery_ms',
+  'seed',
+] as const;
+
+export interface SoakLine {
   cycles: number;
   sales_acked: number;
   sales_in_ledger: number;
@@ -82,27 +99,61 @@ export interface SoakResult {
   chain_ok: boolean;
   max_recovery_ms: number;
   seed: number;
+}
+
+/** The rest of what a run found: one JSON line on stderr. */
+export interface SoakDetail {
   /** Registers soaked at once, on one ledger. */
   registers: number;
   /** How the cycles cut the power. */
   cuts: Record<CutKind, number>;
-  /** Cuts that came while the register was still starting. */
+  /** Cuts that came while the register was still starting (during recovery, or before it). */
   died_before_ready: number;
+  /** Restarts whose recovery found a card payment open and settled it with the terminal. */
+  cards_settled_on_recovery: number;
+  /** Times the journal was verified on the disk as a cut left it. */
+  journal_verifies: number;
   /** ms from power-on to a register answering, at most (process start included). */
   max_ready_ms: number;
   card_charges: number;
-  /** Each broken invariant, described (empty when all held). */
-  violations: string[];
   /** Records pending at the end, over all registers (0 when everything drained). */
   pending_at_end: number;
+  /** Where the time went, s in all (over all registers): verify, power-on, checks, load, cut. */
+  phase_s: Record<keyof Tally['phaseMs'], number>;
   seconds: number;
+  /** Each broken invariant, described (empty when all held). */
+  violations: string[];
+}
+
+export type SoakResult = SoakLine & SoakDetail;
+
+/** The stdout line's figures, and only those, in the issue's order. */
+export function soakLine(r: SoakResult): SoakLine {
+  return Object.fromEntries(SOAK_LINE_KEYS.map((k) => [k, r[k]])) as unknown as SoakLine;
+}
+
+/** Everything else, for the stderr line. */
+export function soakDetail(r: SoakResult): SoakDetail {
+  const rest: Record<string, unknown> = { ...r };
+  for (const k of SOAK_LINE_KEYS) delete rest[k];
+  return rest as unknown as SoakDetail;
+}
+
+/** How a power-on went. */
+interface PowerOn {
+  /** false: the power went again before the register answered. */
+  ready: boolean;
+  readyMs: number;
+  recoveryMs: number;
+  /** Its recovery found a card payment open and settled it with the terminal (registerd's log). */
+  settledCard: boolean;
 }
 
 /** What the load needs of a register: its control socket, and power. */
 interface Target {
   socket: string;
   /** Power on (with a cut armed, for the simulated power); resolves when it answers or has died. */
-  powerOn(plan: PowerPlan): Promise<{ ready: boolean; readyMs: number; recoveryMs: number }>;
+  powerOn(plan: PowerPlan): Promise<PowerOn>;
   /** Cut the power now; resolves when it is off. */
   cut(): Promise<void>;
   /** Resolves when the register has died by itself (a cut armed inside). */
@@ -117,6 +168,25 @@ class Violations {
   check(ok: unknown, what: string): void {
     if (!ok && this.list.length < 100) this.list.push(what);
   }
+}
+
+/**
+ * The environment a simulated register starts with: this process's, without a test runner's coverage
+ * hooks. Under tap every child inherits `--import @tapjs/processinfo` and its coverage settings, which
+ * made a registerd start about 2.5 to 3 times as long (median 1.3 s to 3.7 s on a busy 2-core machine),
+ * and a start is most of a cycle; the bundle's coverage maps to no source anyway.
+ */
+function registerdEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env))
+    if (!k.startsWith('_TAPJS_PROCESSINFO_') && k !== 'NODE_V8_COVERAGE') env[k] = v;
+  const options = (env.NODE_OPTIONS ?? '')
+    .split(/\s+/)
+    .filter((o) => o && !o.includes('@tapjs/processinfo'))
+    .join(' ');
+  if (options) env.NODE_OPTIONS = options;
+  else delete env.NODE_OPTIONS;
+  return env;
 }
 
 /** registerd over simulated power, as a child process. */
@@ -139,33 +209,39 @@ class SimulatedTarget implements Target {
     const started = performance.now();
     const proc = spawn(process.execPath, [this.bin, '--config', this.config], {
       stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, SOAK_POWER_PLAN: JSON.stringify(plan) },
+      env: { ...registerdEnv(), SOAK_POWER_PLAN: JSON.stringify(plan) },
     });
     this.proc = proc;
     this.exited = new Promise((r) => proc.once('exit', () => r()));
     let log = '';
     proc.stderr!.setEncoding('utf8');
-    return new Promise<{ ready: boolean; readyMs: number; recoveryMs: number }>((resolve, reject) => {
+    return new Promise<PowerOn>((resolve, reject) => {
       const timer = setTimeout(() => {
         proc.kill('SIGKILL');
         reject(
           new Error(`registerd not ready within ${SOAK_DEFAULTS.readyTimeoutMs} ms:\n${log.slice(-4000)}`),
         );
       }, SOAK_DEFAULTS.readyTimeoutMs);
-      proc.stderr!.on('data', (chunk: string) => {
+      const onLog = (chunk: string) => {
         log = (log + chunk).slice(-100_000);
         if (!log.includes('"msg":"ready"')) return;
         clearTimeout(timer);
-        const line = log.split('\n').find((l) => /"msg":"journal (recovered|created)"/.test(l));
+        // Ready: the rest of its log (a line or two per control call) is drained unread, not rescanned.
+        proc.stderr!.off('data', onLog);
+        proc.stderr!.resume();
+        const lines = log.split('\n');
+        const line = lines.find((l) => /"msg":"journal (recovered|created)"/.test(l));
         resolve({
           ready: true,
           readyMs: Math.round(performance.now() - started),
           recoveryMs: line ? Number((JSON.parse(line) as { ms?: number }).ms ?? 0) : 0,
+          settledCard: lines.some((l) => l.includes('"msg":"card request settled"')),
         });
-      });
+      };
+      proc.stderr!.on('data', onLog);
       proc.once('exit', (code, signal) => {
         clearTimeout(timer);
-        if (signal === 'SIGKILL') resolve({ ready: false, readyMs: 0, recoveryMs: 0 });
+        if (signal === 'SIGKILL') resolve({ ready: false, readyMs: 0, recoveryMs: 0, settledCard: false });
         else reject(new Error(`registerd exited (${code ?? signal}) before ready:\n${log.slice(-4000)}`));
       });
     });
@@ -209,7 +285,13 @@ class PoweredTarget implements Target {
     const deadline = started + SOAK_DEFAULTS.readyTimeoutMs * 10; // a whole boot
     for (;;) {
       const a = await callControl(this.socket, 'status', {}, 2000).catch(() => null);
-      if (a?.ok) return { ready: true, readyMs: Math.round(performance.now() - started), recoveryMs: 0 };
+      if (a?.ok)
+        return {
+          ready: true,
+          readyMs: Math.round(performance.now() - started),
+          recoveryMs: 0,
+          settledCard: false, // its log is on the register
+        };
       if (performance.now() > deadline) throw new Error('the register did not come back after power-on');
       await new Promise((r) => setTimeout(r, 500)); // polling a booting machine: nothing to wait on
     }
@@ -230,6 +312,8 @@ class PoweredTarget implements Target {
 
 class Load {
   readonly acked: AckedSale[] = [];
+  /** The register's last receipt number at the last complete check after a restart. */
+  receiptsCheckedThrough = 0;
   /** When a card payment is sent: the cut that aims at card authorisation listens here. */
   onCardSent: (() => void) | null = null;
 
@@ -247,42 +331,55 @@ class Load {
     return a.result as Record<string, unknown>;
   }
 
-  /** After power-on: what was acknowledged is there, unchanged; nothing is left half done. */
+  /**
+   * After power-on: what was acknowledged is there, unchanged; nothing is left half done; the receipt
+   * series never goes back and every number since the last check is there (no gap).
+   */
   async checkRecovered(cycle: number): Promise<void> {
     const s = await this.call('status');
+    const receiptNo = s.receiptNo as number;
     const last = this.acked.at(-1);
     this.violations.check(
       s.pendingCard === null,
       `${this.name} cycle ${cycle}: a card payment still open after recovery`,
     );
-    if (last)
-      this.violations.check(
-        (s.receiptNo as number) >= last.receiptNo,
-        `${this.name} cycle ${cycle}: receipt series went back from ${last.receiptNo} to ${String(s.receiptNo)}`,
-      );
-    const recent = this.acked.filter((a) => a.cycle >= cycle - 1);
+    const floor = Math.max(last?.receiptNo ?? 0, this.receiptsCheckedThrough);
+    this.violations.check(
+      receiptNo >= floor,
+      `${this.name} cycle ${cycle}: receipt series went back from ${floor} to ${receiptNo}`,
+    );
     // The register keeps its last RECENT_RECEIPTS receipts (older ones are the ledger's to show). Its
     // own last number, not the last acknowledged one: sales whose answer a cut took count too.
-    const keptFrom = (s.receiptNo as number) - RECENT_RECEIPTS + 1;
+    const keptFrom = receiptNo - RECENT_RECEIPTS + 1;
+    const byNo = new Map(this.acked.map((a) => [a.receiptNo, a]));
     const older = this.acked.filter((a) => a.cycle < cycle - 1 && a.receiptNo >= keptFrom);
-    const sample = [...recent];
-    for (let i = 0; i < SOAK_DEFAULTS.sampleOlder && older.length; i++) sample.push(this.rng.pick(older));
-    for (const want of sample) {
-      const got = await this.call('receipt.get', { receiptNo: want.receiptNo }).catch((err: Error) => err);
+    const numbers = new Set(this.acked.filter((a) => a.cycle >= cycle - 1).map((a) => a.receiptNo));
+    for (let i = 0; i < SOAK_DEFAULTS.sampleOlder && older.length; i++)
+      numbers.add(this.rng.pick(older).receiptNo);
+    // Every number the register gave out since the last check, acknowledged or not: no gap.
+    for (let no = Math.max(this.receiptsCheckedThrough + 1, keptFrom, 1); no <= receiptNo; no++)
+      numbers.add(no);
+    for (const no of [...numbers].sort((a, b) => a - b)) {
+      const want = byNo.get(no);
+      const got = await this.call('receipt.get', { receiptNo: no }).catch((err: Error) => err);
       if (got instanceof Error) {
         if ((got as { code?: string }).code === 'CONTROL_UNAVAILABLE') throw got; // the power went
         this.violations.check(
           false,
-          `${this.name} cycle ${cycle}: acknowledged receipt ${want.receiptNo} lost: ${got.message}`,
+          want
+            ? `${this.name} cycle ${cycle}: acknowledged receipt ${no} lost: ${got.message}`
+            : `${this.name} cycle ${cycle}: receipt ${no} of ${receiptNo} missing (a gap): ${got.message}`,
         );
         continue;
       }
       const r = got.receipt as { saleId?: string; seq: number; chain: string };
-      this.violations.check(
-        r.saleId === want.saleId && r.seq === want.seq && r.chain === want.chain,
-        `${this.name} cycle ${cycle}: receipt ${want.receiptNo} changed (${JSON.stringify([r.saleId, r.seq, r.chain])})`,
-      );
+      if (want)
+        this.violations.check(
+          r.saleId === want.saleId && r.seq === want.seq && r.chain === want.chain,
+          `${this.name} cycle ${cycle}: receipt ${no} changed (${JSON.stringify([r.saleId, r.seq, r.chain])})`,
+        );
     }
+    this.receiptsCheckedThrough = receiptNo;
   }
 
   /** Rings up work until the power goes (a call fails) or the budget is spent. */
@@ -475,6 +572,43 @@ class Tally {
   maxRecoveryMs = 0;
   maxReadyMs = 0;
   acked = 0;
+  /** Restarts whose recovery found a card payment open and settled it with the terminal. */
+  cardsSettledOnRecovery = 0;
+  /** Times the journal on the disk was verified as a cut left it (every cut, simulated power only). */
+  journalVerifies = 0;
+  /** Where the cycles' time went, ms in all: verify, power-on to ready, checks after it, load, cut. */
+  readonly phaseMs = { verify: 0, powerOn: 0, check: 0, load: 0, cut: 0 };
+  /** Adds the ms since `from` to a phase; returns now. */
+  lap(phase: keyof Tally['phaseMs'], from: number): number {
+    const now = performance.now();
+    this.phaseMs[phase] += now - from;
+    return now;
+  }
+}
+
+/**
+ * The journal as the last cut left it on the disk verifies: CRCs, seq and chain whole, a torn tail at
+ * most (the next start cuts that off). Read-only, with a fresh simulated-power layer: only what was
+ * synced is there.
+ */
+function verifyAfterCut(
+  unit: Unit,
+  tally: Tally,
+  violations: Violations,
+  cycle: number,
+  everReady: boolean,
+): void {
+  const dir = unit.target.journalDir;
+  if (!dir) return;
+  const report = verifyJournal(new PowerFs(), dir);
+  tally.journalVerifies++;
+  // Until a start got as far as ready, a cut may have come before the first segment was synced.
+  if (report.segments === 0 && !everReady) return;
+  violations.check(
+    report.ok,
+    `${unit.deviceId} after the cut of cycle ${cycle - 1}: the journal does not verify: ` +
+      `${report.problem ? `${report.problem.code} ${report.problem.message}` : 'no segments'}`,
+  );
 }
 
 /** One register's cycles: power on (a cut armed or not), check, ring up, cut; then stay on and drain. */
@@ -490,6 +624,9 @@ async function soakRegister(
   const { target } = unit;
   const load = new Load(target, rng, violations, unit.deviceId);
   let cameBack = true;
+  let everReady = false;
+  /** ms its last start took, power-on to ready; where in its start a kill can land. */
+  let lastReadyMs = 1000;
   /** Power on; a register that does not come back is the worst broken invariant, and ends its soak. */
   const powerOn = async (plan: PowerPlan, cycle: number) => {
     try {
@@ -511,16 +648,24 @@ async function soakRegister(
         : kind === 'recovery' && rng.chance(0.5)
           ? { afterSteps: rng.int(1, 12), junk: rng.chance(0.5), junkSeed: rng.int(0, 2 ** 31 - 1) }
           : {};
-    // A kill before the register is ready: after a random part of its start.
-    const early = kind === 'recovery' && plan.afterSteps === undefined ? rng.int(0, 400) : null;
+    // A kill before the register is ready: after a random part of its start, as long as its last start
+    // took (a fixed window missed recovery whenever a loaded machine took longer to load the code).
+    const early = kind === 'recovery' && plan.afterSteps === undefined ? rng.int(0, lastReadyMs) : null;
     const earlyKill = early === null ? null : setTimeout(() => void target.cut(), early);
+    let t0 = performance.now();
+    verifyAfterCut(unit, tally, violations, cycle, everReady);
+    t0 = tally.lap('verify', t0);
     const on = await powerOn(o.lyingDisk ? { ...plan, lie: true } : plan, cycle);
     if (earlyKill) clearTimeout(earlyKill);
+    t0 = tally.lap('powerOn', t0);
     if (!on) break;
     if (!on.ready) {
       tally.diedBeforeReady++;
       continue;
     }
+    everReady = true;
+    lastReadyMs = on.readyMs;
+    if (on.settledCard) tally.cardsSettledOnRecovery++;
     tally.maxRecoveryMs = Math.max(tally.maxRecoveryMs, on.recoveryMs);
     tally.maxReadyMs = Math.max(tally.maxReadyMs, on.readyMs);
     try {
@@ -529,6 +674,7 @@ async function soakRegister(
       // The power went during the checks (a cut armed at an early step): checked next time.
       if ((err as { code?: string }).code !== 'CONTROL_UNAVAILABLE') throw err;
     }
+    t0 = tally.lap('check', t0);
     let timer: NodeJS.Timeout | null = null;
     if (kind === 'outside') timer = setTimeout(() => void target.cut(), rng.int(20, 1000));
     if (kind === 'card') {
@@ -543,12 +689,16 @@ async function soakRegister(
     tally.acked += load.acked.length - before;
     load.onCardSent = null;
     if (timer) clearTimeout(timer);
+    t0 = tally.lap('load', t0);
     await target.cut(); // no-op when it is already off
+    tally.lap('cut', t0);
   }
   // The end: power stays on until the ledger has everything.
   let pendingAtEnd = -1;
+  if (cameBack) verifyAfterCut(unit, tally, violations, cycles + 1, everReady);
   const on = cameBack ? await powerOn({}, cycles + 1) : null;
   if (on?.ready) {
+    if (on.settledCard) tally.cardsSettledOnRecovery++;
     tally.maxRecoveryMs = Math.max(tally.maxRecoveryMs, on.recoveryMs);
     await load.checkRecovered(cycles + 1);
     pendingAtEnd = await drain(target.socket);
@@ -615,9 +765,14 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
       registers,
       cuts: tally.cuts,
       died_before_ready: tally.diedBeforeReady,
+      cards_settled_on_recovery: tally.cardsSettledOnRecovery,
+      journal_verifies: tally.journalVerifies,
       max_ready_ms: tally.maxReadyMs,
       card_charges: sum((p) => p.cardCharges),
       pending_at_end: outcomes.reduce((n, r) => n + (r.pendingAtEnd < 0 ? 1 : r.pendingAtEnd), 0),
+      phase_s: Object.fromEntries(
+        Object.entries(tally.phaseMs).map(([k, ms]) => [k, Math.round(ms / 1000)]),
+      ) as SoakDetail['phase_s'],
       seconds: Math.round((performance.now() - started) / 1000),
       violations: violations.list,
     };
@@ -657,6 +812,12 @@ async function reconcile(books: LedgerDb, unit: Unit, acked: AckedSale[], violat
   const inLedger = new Set(sales.map((s) => s.sale_id));
   const receiptNos = new Set(sales.map((s) => s.receipt_no));
   const duplicates = sales.length - inLedger.size + (sales.length - receiptNos.size);
+  // The load rings up no refunds: the booked sales' receipt numbers are 1..n, without a gap.
+  const highest = Math.max(0, ...receiptNos);
+  violations.check(
+    highest === receiptNos.size,
+    `${unit.deviceId}: the ledger's receipt series has gaps (${receiptNos.size} numbers, highest ${highest})`,
+  );
   const missing = acked.filter((a) => !inLedger.has(a.saleId));
   for (const a of missing.slice(0, 5))
     violations.check(
@@ -761,7 +922,8 @@ async function main(argv: string[]): Promise<void> {
     ...(values.keep ? { keep: true } : {}),
     ...(powered ? { powered } : {}),
   });
-  process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.stdout.write(`${JSON.stringify(soakLine(result))}\n`);
+  process.stderr.write(`${JSON.stringify(soakDetail(result))}\n`);
   const broken =
     result.lost || result.duplicates || result.double_charges || !result.chain_ok || result.violations.length;
   process.exit(broken ? 1 : 0);

@@ -217,6 +217,14 @@ async function fieldTests(t: Test, kind: FieldBackendKind): Promise<void> {
     const after = await drained(store);
     const sales = await bookedOnce(t, store.deviceId, [card.saleId, cash.saleId]);
     t.equal(sales.length, 2, 'two sales, no more');
+    // The payout too: booked once, with its amount, reason and approver (the ledger's own books).
+    const movements = await backend.cashMovements(store.deviceId);
+    t.equal(movements.length, 1, `one cash movement booked for the device (${JSON.stringify(movements)})`);
+    t.match(
+      movements[0],
+      { kind: 'payout', amountMinor: 300, reason: 'window cleaner', approvedBy: 'mia' },
+      'it is the payout, for 3.00, approved by mia',
+    );
     t.equal(after.sync!.ackedThrough, after.lastSeq, "the register's queue is acked through its last seq");
     t.equal(
       (await deviceInLedger(store.deviceId))?.lastAckedSeq,

@@ -4,7 +4,9 @@
 // a while, restarts the ledger (SIGTERM or SIGKILL) while a queue is draining and, on the second
 // topology, crashes and restarts the broker on its own. At the end, with the link back, the register's
 // queue drains to 0 and the ledger's books hold every sale the register acknowledged exactly once,
-// with stock equal to what was received less what was sold.
+// with stock equal to what was received less what was sold. Every mid-drain ledger restart is made to
+// land mid-drain (a long enough queue over a slow enough link, see MID_DRAIN_MIN_PENDING) and asserted
+// to have: acks begun and records still pending while the ledger is down.
 //
 // Two topologies, a store and a ledger each:
 //   embedded  the single-machine default: the ledger embeds aedes (a ledger restart is a broker
@@ -46,6 +48,16 @@ const WAIT_MS = 20_000;
 const DRAIN_MS = 30_000;
 /** Units of every SKU received at the start: far more than a campaign sells, so no oversell. */
 const OPENING_QTY = 1000;
+/**
+ * Records queued before a mid-drain ledger restart, at least: 6 batches of 4 with one in flight, so after
+ * the first ack at least 5 round trips remain, each ≥ 2 × MID_DRAIN_MIN_LATENCY_MS through the slow link
+ * (≥ 1.5 s): the restart lands with records pending by construction, not by the poll's luck.
+ */
+const MID_DRAIN_MIN_PENDING = 24;
+/** ms each way on the link while a mid-drain restart is aimed, at least. */
+const MID_DRAIN_MIN_LATENCY_MS = 150;
+/** Sales rung up to fill the queue for a mid-drain restart, at most (a sale is 2–4 records). */
+const MID_DRAIN_MAX_SALES = 20;
 
 function seedFromEnv(): number {
   const raw = process.env.NET_FAULTS_SEED;
@@ -206,13 +218,16 @@ async function campaign(t: Test, topology: Topology, seed: number): Promise<void
   // Every later start takes the same broker port: the switch leads there.
   const mqtt = broker ? broker.url : `embedded:${new URL(ledger.mqtt).port}`;
   let ledgerStarts = 1;
-  const restartLedger = async (signal: 'SIGTERM' | 'SIGKILL') => {
+  /** Stops the ledger, runs `whileDown`, starts it again; returns what `whileDown` returned. */
+  const restartLedger = async <T>(signal: 'SIGTERM' | 'SIGKILL', whileDown: () => Promise<T>) => {
     if (signal === 'SIGKILL') {
       ledger.child.proc.kill('SIGKILL');
       await ledger.child.exited;
     } else await ledger.child.stop();
+    const found = await whileDown();
     ledger = await startLedgerProcess(bins, home, { mqtt });
     ledgerStarts++;
+    return found;
   };
 
   for (const sku of SKUS) {
@@ -239,7 +254,17 @@ async function campaign(t: Test, topology: Topology, seed: number): Promise<void
   let up = true;
   let shape = null as LinkShape | null;
   const sold: SaleDone[] = [];
-  const tally = { cuts: 0, slowPeriods: 0, ledgerRestarts: 0, midDrain: 0, brokerRestarts: 0, cards: 0 };
+  const tally = {
+    cuts: 0,
+    slowPeriods: 0,
+    ledgerRestarts: 0,
+    /** Mid-drain restarts aimed (the plan's `ledger-restart-mid-drain` steps). */
+    midDrainAimed: 0,
+    /** Of those, the ledger went down with acks begun and records still pending on the register. */
+    midDrain: 0,
+    brokerRestarts: 0,
+    cards: 0,
+  };
 
   const net = async (to: 'up' | 'down') => {
     if (up === (to === 'up')) return;
@@ -319,10 +344,19 @@ async function campaign(t: Test, topology: Topology, seed: number): Promise<void
         break;
       }
       case 'ledger-restart-mid-drain': {
+        tally.midDrainAimed++;
         await net('down');
+        // A queue long enough that the drain cannot end between the first ack and the kill (see
+        // MID_DRAIN_MIN_PENDING); how many sales that takes depends on their draws only.
         await sellSome(rng.int(3, 5));
+        for (let n = 0; (await status()).sync!.pending < MID_DRAIN_MIN_PENDING; n++) {
+          if (n >= MID_DRAIN_MAX_SALES) throw new Error(`${MID_DRAIN_MAX_SALES} sales did not queue enough`);
+          await sell();
+        }
         const queued = await status();
-        if (!shape) slow(randomShape());
+        const drawn = randomShape();
+        if (!shape || shape.latencyMs < MID_DRAIN_MIN_LATENCY_MS)
+          slow({ ...drawn, latencyMs: Math.max(MID_DRAIN_MIN_LATENCY_MS, drawn.latencyMs) });
         await net('up');
         // The first ack after the link is back: the drain has begun. Restart before it ends.
         const mid = await waitFor(
@@ -335,18 +369,22 @@ async function campaign(t: Test, topology: Topology, seed: number): Promise<void
               s
             );
           },
-          { timeoutMs: WAIT_MS },
+          { timeoutMs: WAIT_MS, intervalMs: 5 },
         );
         const signal = rng.pick(['SIGTERM', 'SIGKILL'] as const);
-        await restartLedger(signal);
+        // Read with the ledger down: what it left pending is what the kill interrupted.
+        const down = await restartLedger(signal, status);
         tally.ledgerRestarts++;
-        if (mid.sync!.pending > 0) tally.midDrain++;
-        note = `ledger ${signal} with ${mid.sync!.pending} of ${queued.sync!.pending} queued records pending`;
+        const begun = down.sync!.ackedThrough > queued.sync!.ackedThrough;
+        if (begun && down.sync!.pending > 0) tally.midDrain++;
+        note =
+          `ledger ${signal} after acks ${queued.sync!.ackedThrough}→${down.sync!.ackedThrough}, ` +
+          `${down.sync!.pending} of ${queued.sync!.pending} queued records pending (${mid.sync!.pending} at the first ack)`;
         break;
       }
       case 'ledger-restart': {
         const signal = rng.pick(['SIGTERM', 'SIGKILL'] as const);
-        await restartLedger(signal);
+        await restartLedger(signal, () => Promise.resolve());
         tally.ledgerRestarts++;
         await sellSome(rng.int(0, 2));
         note = `ledger ${signal}`;
@@ -381,6 +419,13 @@ async function campaign(t: Test, topology: Topology, seed: number): Promise<void
     `${topology}: ${JSON.stringify({ ...tally, sales: sold.length, lastSeq: final.lastSeq, ledgerStarts })}`,
   );
   t.ok(sold.length > 0, `the register acknowledged ${sold.length} sales`);
+  // The plan has a mid-drain restart in every campaign (MUST); each must have hit a drain under way.
+  t.ok(tally.midDrainAimed > 0, `the plan restarted the ledger mid-drain (${tally.midDrainAimed})`);
+  t.equal(
+    tally.midDrain,
+    tally.midDrainAimed,
+    'every mid-drain restart took the ledger down after the first ack with records still pending',
+  );
   t.equal(final.sync!.pending, 0, "the register's queue drained to 0");
   t.equal(final.sync!.ackedThrough, final.lastSeq, 'acked through its last seq');
   const x = (await store.call('shift.report')) as { totals: { sales: number } };

@@ -11,6 +11,8 @@
 // this run's registers' messages, and at the end the retained messages and persistent sessions the run
 // made are removed, as the sync suite does (test/support/sync-fixtures.ts).
 // `privateMosquitto` is a broker of the test's own, on a port it chose, to stop and start at will.
+import Database from 'better-sqlite3';
+import pg from 'pg';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
@@ -371,8 +373,65 @@ export interface FieldBackend {
   storeOptions: StoreOptions;
   /** The n-th device id of this run (remembered, to clear its traces on the shared broker). */
   deviceId(n: number): string;
+  /**
+   * The device's cash movements (payouts, paid-ins) as the ledger booked them, read straight from its
+   * database, read-only: the ledger's HTTP API has no route for them.
+   */
+  cashMovements(deviceId: string): Promise<CashMovement[]>;
   /** Stops the ledger; on the shared services also removes what this run left there. Call once the stores have stopped. */
   dispose(): Promise<void>;
+}
+
+/** A row of the ledger's `cash_movements`, as the tests compare it. */
+export interface CashMovement {
+  kind: string;
+  amountMinor: number;
+  reason: string | null;
+  approvedBy: string | null;
+  seq: number;
+}
+
+const CASH_MOVEMENTS_SQL =
+  'select kind, amount_minor, reason, approved_by, seq from cash_movements where device_id = $1 order by seq';
+
+type CashMovementRow = {
+  kind: string;
+  amount_minor: number | string;
+  reason: string | null;
+  approved_by: string | null;
+  seq: number | string;
+};
+
+const toCashMovement = (r: CashMovementRow): CashMovement => ({
+  kind: r.kind,
+  amountMinor: Number(r.amount_minor),
+  reason: r.reason,
+  approvedBy: r.approved_by,
+  seq: Number(r.seq),
+});
+
+/** Reads a SQLite ledger's cash movements with a read-only connection of its own. */
+function sqliteCashMovements(file: string, deviceId: string): CashMovement[] {
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    db.pragma('busy_timeout = 5000'); // the ledger may be writing: wait for its lock, briefly
+    return (db.prepare(CASH_MOVEMENTS_SQL.replace('$1', '?')).all(deviceId) as CashMovementRow[]).map(
+      toCashMovement,
+    );
+  } finally {
+    db.close();
+  }
+}
+
+/** Reads a PostgreSQL ledger's cash movements (its schema is in the URL's search_path). */
+async function pgCashMovements(url: string, deviceId: string): Promise<CashMovement[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<CashMovementRow>(CASH_MOVEMENTS_SQL, [deviceId])).rows.map(toCashMovement);
+  } finally {
+    await client.end();
+  }
 }
 
 /** The ledger as a child process on one backend; see the header for what the shared one takes care of. */
@@ -389,6 +448,8 @@ export async function startFieldBackend(
       storeId: 'demo-store',
       storeOptions: {},
       deviceId: (n) => `field-till-${n}`,
+      cashMovements: (deviceId) =>
+        Promise.resolve(sqliteCashMovements(path.join(dir, 'ledger.db'), deviceId)),
       dispose: () => ledger.child.stop(),
     };
   }
@@ -449,6 +510,7 @@ export async function startFieldBackend(
         devices.add(id);
         return id;
       },
+      cashMovements: (deviceId) => pgCashMovements(schema.url, deviceId),
       dispose,
     };
   } catch (err) {
