@@ -18,7 +18,6 @@
 // Replay a failure with the seed it prints: NET_FAULTS_SEED=1234 npx tap test/e2e/network-faults.test.ts
 // (NET_FAULTS_STEPS sets the number of steps per topology, default 8).
 import t, { type Test } from 'tap';
-import { randomInt } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
@@ -37,7 +36,7 @@ import {
   type RegisterStatus,
 } from '../support/field-store.js';
 import { processesMentioning } from '../support/processes.js';
-import { Rng } from '../support/rng.js';
+import { Rng, seedFromEnv } from '../support/rng.js';
 import { SKUS } from '../support/sync-fixtures.js';
 import { PINS, code } from '../support/till-fixtures.js';
 import { waitFor } from '../support/wait.js';
@@ -59,13 +58,7 @@ const MID_DRAIN_MIN_LATENCY_MS = 150;
 /** Sales rung up to fill the queue for a mid-drain restart, at most (a sale is 2–4 records). */
 const MID_DRAIN_MAX_SALES = 20;
 
-function seedFromEnv(): number {
-  const raw = process.env.NET_FAULTS_SEED;
-  if (raw === undefined || raw === '') return randomInt(2 ** 31);
-  if (!/^\d{1,10}$/.test(raw)) throw new Error(`NET_FAULTS_SEED is a whole number, not ${raw}`);
-  return Number(raw);
-}
-const SEED = seedFromEnv();
+const SEED = seedFromEnv('NET_FAULTS_SEED');
 const STEPS = Number(process.env.NET_FAULTS_STEPS || 8);
 if (!Number.isInteger(STEPS) || STEPS < 1 || STEPS > 200)
   throw new Error(`NET_FAULTS_STEPS is 1 to 200, not ${process.env.NET_FAULTS_STEPS}`);

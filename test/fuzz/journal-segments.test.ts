@@ -12,12 +12,11 @@ import type { Journal } from '../../appliance/journal/journal.js';
 import { readCheckpoint } from '../../appliance/journal/checkpoint.js';
 import { FaultFs } from '../support/fault-fs.js';
 import { JOURNAL_DIR, openTally, sale, type TallyState } from '../support/journal-fixtures.js';
-import { Rng } from '../support/rng.js';
+import { Rng, seedFromEnv } from '../support/rng.js';
 
-const replaySeed = process.env.FUZZ_SEED;
-if (replaySeed !== undefined && !/^\d+$/.test(replaySeed)) throw new Error('FUZZ_SEED must be an integer');
-const ROUNDS = replaySeed === undefined ? 400 : 1;
-const baseSeed = replaySeed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(replaySeed);
+const replaying = Boolean(process.env.FUZZ_SEED);
+const ROUNDS = replaying ? 1 : 400;
+const baseSeed = seedFromEnv('FUZZ_SEED');
 /** Small segments, so that one journal has many closed ones with frames, padding and headers. */
 const SEGMENT_MAX_BYTES = 2048;
 

@@ -20,7 +20,7 @@ import { nodeFs } from '../../appliance/journal/fs.js';
 import { verifyJournal } from '../../appliance/journal/verify.js';
 import { bundle } from '../../scripts/lib/bundle.js';
 import { controlCaller, startDaemon } from '../support/registerd-process.js';
-import { Rng } from '../support/rng.js';
+import { Rng, seedFromEnv } from '../support/rng.js';
 import {
   DEMO_CASHIERS_FILE,
   DEMO_CATALOG_FILE,
@@ -32,9 +32,7 @@ import {
 import { waitFor } from '../support/wait.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const raw = process.env.FUZZ_SEED;
-if (raw !== undefined && !/^\d+$/.test(raw)) throw new Error('FUZZ_SEED must be an integer');
-const SEED = raw === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(raw);
+const SEED = seedFromEnv('FUZZ_SEED');
 const ROUNDS = 5;
 /** Junk messages per topic and round. */
 const PER_TOPIC = 6;

@@ -23,14 +23,12 @@ import { bundle } from '../../scripts/lib/bundle.js';
 import { ptyPair } from '../../scripts/sim/pty.js';
 import { TerminalSimulator } from '../../scripts/sim/terminal-sim.js';
 import { controlCaller, startDaemon } from '../support/registerd-process.js';
-import { Rng } from '../support/rng.js';
+import { Rng, seedFromEnv } from '../support/rng.js';
 import { DEMO_CASHIERS_FILE, DEMO_CATALOG_FILE, PINS, code, demoCatalog } from '../support/till-fixtures.js';
 import { waitFor } from '../support/wait.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const raw = process.env.FUZZ_SEED;
-if (raw !== undefined && !/^\d+$/.test(raw)) throw new Error('FUZZ_SEED must be an integer');
-const SEED = raw === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(raw);
+const SEED = seedFromEnv('FUZZ_SEED');
 /** Junk rounds, each followed by a normal scan and card sale. */
 const ROUNDS = 6;
 /** Junk pieces per line and round. */

@@ -28,3 +28,16 @@ export class Rng {
     return buf;
   }
 }
+
+/**
+ * A test's seed: the environment variable `name` when set (a replay), else a fresh random one the test
+ * prints. A value that is not a whole number below 2^31 is refused, not read as something else.
+ */
+export function seedFromEnv(name: string): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return Math.floor(Math.random() * 2 ** 31);
+  if (!/^\d{1,10}$/.test(raw) || Number(raw) >= 2 ** 31) {
+    throw new Error(`${name} is a whole number below 2^31, not ${raw}`);
+  }
+  return Number(raw);
+}
