@@ -195,6 +195,8 @@ class SimulatedTarget implements Target {
   readonly journalDir: string;
   private proc: ChildProcess | null = null;
   private exited: Promise<void> = Promise.resolve();
+  /** Set by shutDown(): the soak is stopping, and no register may start again behind its back. */
+  private off = false;
 
   constructor(
     private readonly bin: string,
@@ -206,6 +208,7 @@ class SimulatedTarget implements Target {
   }
 
   powerOn(plan: PowerPlan) {
+    if (this.off) return Promise.reject(new Error('the soak is stopping: no more power-ons'));
     const started = performance.now();
     const proc = spawn(process.execPath, [this.bin, '--config', this.config], {
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -250,6 +253,12 @@ class SimulatedTarget implements Target {
   async cut(): Promise<void> {
     this.proc?.kill('SIGKILL');
     await this.exited;
+  }
+
+  /** The last cut: the register's cycles may still be running (a signal stopped the soak). */
+  shutDown(): Promise<void> {
+    this.off = true;
+    return this.cut();
   }
 
   died(): Promise<void> {
@@ -493,9 +502,12 @@ interface World {
 
 async function simulatedWorld(dir: string, registers: number): Promise<World> {
   const closers: (() => Promise<void>)[] = [];
-  const close = async () => {
-    for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
-  };
+  // One clean-up, however many ask for it (a signal's handler and runSoak's finally): each waits for all of it.
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
+    })());
   try {
     const bin = await bundle(path.join(root, 'scripts/soak/registerd-powersim.ts'), dir);
     const ledger: RunningLedger = await startLedger(
@@ -538,7 +550,7 @@ async function simulatedWorld(dir: string, registers: number): Promise<World> {
         }),
       );
       const target = new SimulatedTarget(bin, config, stateDir);
-      closers.push(() => target.cut());
+      closers.push(() => target.shutDown());
       units.push({ target, deviceId, charges: () => sim.charges });
     }
     return { units, books: ledger.ldb, close };
@@ -718,13 +730,21 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const progress = o.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
   const dir = o.dir ?? mkdtempSync(path.join(tmpdir(), 'soak-'));
   const world = o.powered ? await poweredWorld(o.powered) : await simulatedWorld(dir, registers);
-  // Stopped from outside (Ctrl-C, a test's timeout): no register, terminal or socat left behind.
+  // Stopped from outside (Ctrl-C, a test's timeout): no register, terminal or socat left behind. A
+  // second signal (tsx passes on the one the terminal sent the whole group; an impatient user) must not
+  // cut the clean-up short: the handler stays, and only the first starts it.
+  let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
     progress(`soak: ${signal}, stopping`);
-    void world.close().finally(() => process.exit(130));
+    void world.close().finally(() => {
+      if (!o.dir && !o.keep) rmSync(dir, { recursive: true, force: true });
+      process.exit(130);
+    });
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const violations = new Violations();
   const catalog = barcodes();
   const tally = new Tally();
@@ -777,10 +797,13 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
       violations: violations.list,
     };
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
     clearInterval(ticker);
     await world.close();
+    // Stopped by a signal: its handler exits (130) once the world is closed; what the interrupted
+    // registers made of it (errors, a partial result) is not a result to print.
+    if (stopping) await new Promise<never>(() => undefined);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     if (!o.dir && !o.keep) rmSync(dir, { recursive: true, force: true });
   }
 }
