@@ -20,7 +20,6 @@ import {
   MAX_PAYLOAD_BYTES,
   WIRE_VERSION,
   WireId,
-  WireRecordSchema,
   isWireRecord,
   type Ack,
   type RejectCode,
@@ -147,7 +146,7 @@ export class CheckedJournalMessage {
     const candidates: Candidate[] = [];
     const unplaced: unknown[] = [];
     for (const raw of records) {
-      if (isWireRecord(raw) || WireRecordSchema.safeParse(raw).success) {
+      if (isWireRecord(raw)) {
         // Hash and book the record as received: a parse's copy could differ in ways JCS would see.
         const record = raw as JournalRecord;
         const hashOk = recordHash(record.prevHash, record) === record.hash;

@@ -66,8 +66,7 @@ const RECORD_KEYS = new Set(['seq', 'ts', 'clock', 'prevHash', 'hash', 'events']
 /**
  * The same answer as `WireRecordSchema.safeParse(raw).success` for a value from JSON.parse, without the
  * copy zod makes: the ledger checks every record it receives, and zod's copy of a batch cost more than
- * the rest of the check (property-tested against the schema). A record it refuses goes to the schema
- * for the reason.
+ * the rest of the check (property-tested against the schema, test/unit/protocol/wire-record.test.ts).
  */
 export function isWireRecord(raw: unknown): raw is JournalRecord {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return false;
